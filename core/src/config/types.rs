@@ -1,0 +1,217 @@
+//! The validated, immutable configuration types (what the rest of aigw reads).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Index of a backend in [`Config::backends`].
+pub type BackendId = usize;
+/// Index of a pool in [`Config::pools`].
+pub type PoolId = usize;
+
+/// The whole validated configuration. Built once per load; never mutated afterwards.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Bumped by every successful load or reload, so workers notice a new config with one compare.
+    pub generation: u64,
+    /// The file this came from; `None` for the built-in demo.
+    pub source: Option<PathBuf>,
+    /// `[gateway]`.
+    pub gateway: GatewayConfig,
+    /// `[mocks.NAME]`, sorted by name.
+    pub mocks: Vec<MockSpec>,
+    /// `[backends.NAME]`, sorted by name; [`BackendId`] indexes this.
+    pub backends: Vec<Backend>,
+    /// `[pools.NAME]`, sorted by name; [`PoolId`] indexes this.
+    pub pools: Vec<Pool>,
+    /// `[models]`.
+    pub models: ModelMap,
+}
+
+/// `[gateway]`: listeners, workers, limits and timeouts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayConfig {
+    /// The client-facing listener. Default 127.0.0.1:8080.
+    pub listen: SocketAddr,
+    /// The admin listener (`/healthz`, `/metrics`, `/reload`). Default 127.0.0.1:9090; `""` disables.
+    pub admin_listen: Option<SocketAddr>,
+    /// Worker threads; 0 in the file means one per CPU, resolved at load.
+    pub workers: usize,
+    /// Largest request body. Default 32 MiB; beyond it the answer is 413.
+    pub max_body_bytes: u64,
+    /// Largest request head. Default 64 KiB (431).
+    pub max_head_bytes: usize,
+    /// Most request headers. Default 100 (431).
+    pub max_headers: usize,
+    /// Time from sending a request upstream to its response head, and between body reads. Default 300 s.
+    pub upstream_timeout: Duration,
+    /// TCP connect timeout to a backend. Default 5 s.
+    pub connect_timeout: Duration,
+    /// A keep-alive client connection with no request for this long is closed. Default 60 s.
+    pub idle_timeout: Duration,
+    /// A request head (or body) that takes longer than this to arrive closes the connection. Default 10 s.
+    pub header_timeout: Duration,
+    /// Most idle upstream connections kept per backend per worker. Default 64.
+    pub max_idle_per_backend: usize,
+}
+
+/// How a backend wants its URL and credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `{url}/v1/{operation}`, credential as `Authorization: Bearer`.
+    OpenAi,
+    /// `{url}/openai/deployments/{model}/{operation}?api-version=…`, credential as `api-key`.
+    Azure,
+}
+
+/// `[backends.NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backend {
+    /// The table name.
+    pub name: String,
+    /// The URL as written.
+    pub url: String,
+    /// `https` was asked for.
+    pub tls: bool,
+    /// Host name or address from the URL (for `Host` and TLS SNI).
+    pub host: String,
+    /// Port from the URL (default 80/443).
+    pub port: u16,
+    /// The `Host` header value: `host` or `host:port` when the port is not the scheme's default.
+    pub authority: String,
+    /// Addresses resolved at load time, so no worker ever blocks on DNS.
+    pub addrs: Vec<SocketAddr>,
+    /// Any path in the URL, without a trailing slash (prefixed to what we send).
+    pub base_path: String,
+    /// URL and credential style.
+    pub dialect: Dialect,
+    /// The backend's own key, already read from the environment for `env:NAME`.
+    pub api_key: Option<String>,
+    /// `api-version` sent to azure backends when the client gave none. Default "2024-10-21".
+    pub api_version: String,
+}
+
+/// How a pool chooses inside its best priority group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Smooth weighted round-robin (equal weights give plain round-robin).
+    Weighted,
+    /// Uniformly at random.
+    Random,
+}
+
+/// One member of a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolMember {
+    /// Which backend.
+    pub backend: BackendId,
+    /// Lower wins. Default 1.
+    pub priority: u32,
+    /// Relative share inside its priority group. Default 1.
+    pub weight: u32,
+}
+
+/// An inclusive range of HTTP statuses, e.g. 429..=429 or 500..=599.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRange {
+    /// Lowest status in the range.
+    pub lo: u16,
+    /// Highest status in the range.
+    pub hi: u16,
+}
+
+impl StatusRange {
+    /// Is `status` inside?
+    pub fn contains(&self, status: u16) -> bool {
+        (self.lo..=self.hi).contains(&status)
+    }
+}
+
+/// `[pools.NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    /// The table name.
+    pub name: String,
+    /// Members in file order.
+    pub members: Vec<PoolMember>,
+    /// Default [`Strategy::Weighted`].
+    pub strategy: Strategy,
+    /// Statuses that move a request to another member. Default 429, 500, 502, 503, 504.
+    pub retry_on: Vec<StatusRange>,
+    /// Most attempts per request. Default: the number of members.
+    pub max_attempts: usize,
+    /// How long a member sits out after a failure that gave no hint. Default 10 s.
+    pub bench_for: Duration,
+}
+
+/// `[models]`: model or deployment name to pool.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ModelMap {
+    /// Exact names.
+    pub exact: HashMap<String, PoolId>,
+    /// The `"*"` entry.
+    pub fallback: Option<PoolId>,
+}
+
+impl ModelMap {
+    /// The pool serving `model`, if any.
+    pub fn resolve(&self, model: &str) -> Option<PoolId> {
+        self.exact.get(model).copied().or(self.fallback)
+    }
+}
+
+/// How a mock injects faults without per-request instructions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FailMode {
+    /// Never.
+    Never,
+    /// This fraction of requests (0.0..=1.0), chosen at random.
+    Rate(f64),
+    /// Every Nth request (N >= 1).
+    Every(u64),
+}
+
+/// Behaviour of one built-in mock upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MockOptions {
+    /// Reported in `x-ms-region` and used as the simulation key. Default "mock".
+    pub region: String,
+    /// Delay before answering. Default 0.
+    pub latency_ms: u64,
+    /// Content chunks in a streamed answer. Default 5.
+    pub chunks: u32,
+    /// Delay between streamed chunks. Default 0.
+    pub chunk_delay_ms: u64,
+    /// Status of an injected failure. Default none.
+    pub fail_status: Option<u16>,
+    /// When failures are injected.
+    pub fail: FailMode,
+    /// `Retry-After` seconds on injected 429s. Default 5.
+    pub retry_after_secs: u64,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        MockOptions {
+            region: "mock".into(),
+            latency_ms: 0,
+            chunks: 5,
+            chunk_delay_ms: 0,
+            fail_status: None,
+            fail: FailMode::Never,
+            retry_after_secs: 5,
+        }
+    }
+}
+
+/// `[mocks.NAME]`: a mock upstream started beside the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MockSpec {
+    /// The table name.
+    pub name: String,
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// How it behaves.
+    pub options: MockOptions,
+}

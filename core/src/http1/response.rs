@@ -1,0 +1,131 @@
+//! Response-head decoding for what upstreams send back.
+
+use bytes::{Bytes, BytesMut};
+
+use super::{framing_from_headers, has_token, header_offsets, slice_headers, BodyFraming, DecodeError, Header};
+
+/// Most headers accepted from an upstream.
+const MAX_RESPONSE_HEADERS: usize = 128;
+
+/// A decoded response head; fields are slices of one frozen buffer.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    /// The status code.
+    pub status: u16,
+    /// The reason phrase as sent.
+    pub reason: Bytes,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version_minor: u8,
+    /// All headers in order.
+    pub headers: Vec<Header>,
+    /// How the body is delimited.
+    pub framing: BodyFraming,
+    /// Whether the upstream connection can be reused after the body.
+    pub keep_alive: bool,
+}
+
+impl ResponseHead {
+    /// The first header with this name, if any.
+    pub fn header(&self, name: &str) -> Option<&Bytes> {
+        super::find_header(&self.headers, name)
+    }
+}
+
+/// Decode one response head from the front of `buf`; `Ok(None)` means "read more".
+///
+/// `head_request` says the request was `HEAD`, which makes the body empty whatever the headers say.
+///
+/// # Errors
+/// Malformed or oversized heads and ambiguous framing.
+pub fn decode_response_head(
+    buf: &mut BytesMut,
+    head_request: bool,
+    max_head_bytes: usize,
+) -> Result<Option<ResponseHead>, DecodeError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut res = httparse::Response::new(&mut slots);
+    let head_len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > max_head_bytes {
+                return Err(DecodeError::HeadTooLarge(max_head_bytes));
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(DecodeError::TooManyHeaders(MAX_RESPONSE_HEADERS))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let status = res.code.unwrap_or(0);
+    let version_minor = res.version.unwrap_or(1);
+    let base: &[u8] = buf;
+    let reason = res.reason.unwrap_or("");
+    let r_off = (reason.as_ptr() as usize).saturating_sub(base.as_ptr() as usize);
+    let r_len = reason.len();
+    let offs = header_offsets(base, res.headers);
+    let frozen = buf.split_to(head_len).freeze();
+    let headers = slice_headers(&frozen, &offs);
+    let reason = if r_len == 0 { Bytes::new() } else { frozen.slice(r_off..r_off + r_len) };
+
+    let mut framing = framing_from_headers(&headers, false)?;
+    if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+        framing = BodyFraming::Empty;
+    }
+    let mut keep_alive = version_minor == 1;
+    for h in &headers {
+        if h.name.eq_ignore_ascii_case(b"connection") {
+            if has_token(&h.value, "close") {
+                keep_alive = false;
+            } else if has_token(&h.value, "keep-alive") {
+                keep_alive = true;
+            }
+        }
+    }
+    if framing == BodyFraming::UntilClose {
+        keep_alive = false;
+    }
+    Ok(Some(ResponseHead { status, reason, version_minor, headers, framing, keep_alive }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_at_every_split() {
+        let input = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: 2\r\n\r\n{}";
+        for cut in 0..=input.len() {
+            let mut buf = BytesMut::from(&input[..cut]);
+            let mut r = decode_response_head(&mut buf, false, 65536).unwrap();
+            if r.is_none() {
+                buf.extend_from_slice(&input[cut..]);
+                r = decode_response_head(&mut buf, false, 65536).unwrap();
+            } else {
+                buf.extend_from_slice(&input[cut..]);
+            }
+            let h = r.unwrap();
+            assert_eq!(h.status, 429);
+            assert_eq!(&h.reason[..], b"Too Many Requests");
+            assert_eq!(h.framing, BodyFraming::Length(2));
+            assert_eq!(&h.header("retry-after").unwrap()[..], b"2");
+            assert_eq!(&buf[..], b"{}");
+        }
+    }
+
+    #[test]
+    fn framing_rules() {
+        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"[..]);
+        assert_eq!(decode_response_head(&mut b, false, 65536).unwrap().unwrap().framing, BodyFraming::Chunked);
+        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\n\r\n"[..]);
+        let h = decode_response_head(&mut b, false, 65536).unwrap().unwrap();
+        assert_eq!(h.framing, BodyFraming::UntilClose);
+        assert!(!h.keep_alive);
+        let mut b = BytesMut::from(&b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"[..]);
+        assert_eq!(decode_response_head(&mut b, false, 65536).unwrap().unwrap().framing, BodyFraming::Empty);
+        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"[..]);
+        assert_eq!(decode_response_head(&mut b, true, 65536).unwrap().unwrap().framing, BodyFraming::Empty);
+        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..]);
+        assert!(decode_response_head(&mut b, false, 65536).is_err());
+    }
+}

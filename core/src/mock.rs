@@ -1,0 +1,1 @@
+//! The sans-IO brain of the built-in mock upstream (placeholder).
