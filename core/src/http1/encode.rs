@@ -88,8 +88,8 @@ impl UpstreamHead<'_> {
     }
 }
 
-/// Append one `name: value\r\n` line.
-pub(crate) fn put_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+/// Append one `name: value\r\n` line to a head being written.
+pub fn put_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     out.put_slice(name);
     out.put_slice(b": ");
     out.put_slice(value);

@@ -6,7 +6,7 @@ mod request;
 mod response;
 
 pub use chunked::{ChunkError, ChunkedDecoder, Progress};
-pub use encode::{encode_chunk_header, is_hop_by_hop, UpstreamHead};
+pub use encode::{encode_chunk_header, is_hop_by_hop, put_header, UpstreamHead};
 pub use request::{decode_request_head, HeadLimits, RequestHead};
 pub use response::{decode_response_head, ResponseHead};
 

@@ -1,1 +1,7 @@
-//! openai
+//! The OpenAI and Azure OpenAI surface: path styles, the request-body peek, error bodies.
+
+mod path;
+mod peek;
+
+pub use path::{backend_target, classify, query_param, ApiPath, PathError, Style};
+pub use peek::{peek, Peek, PeekError};

@@ -1,0 +1,173 @@
+//! Front-door path classification (OpenAI `/v1/...` and Azure `/openai/deployments/...`) and the
+//! path a backend of either dialect is sent.
+
+use crate::config::{Backend, Dialect};
+
+/// Which client convention a request used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// `/v1/{operation}` or `/openai/v1/{operation}`; the model is in the body.
+    OpenAi,
+    /// `/openai/deployments/{deployment}/{operation}?api-version=…`; model = deployment.
+    Azure,
+}
+
+/// A classified front-door path; all strings borrow from the request target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiPath<'a> {
+    /// The convention.
+    pub style: Style,
+    /// The operation, e.g. `chat/completions`, `embeddings`, `models`.
+    pub operation: &'a str,
+    /// The Azure deployment, when the path named one.
+    pub deployment: Option<&'a str>,
+    /// The query string (without `?`).
+    pub query: &'a str,
+}
+
+impl ApiPath<'_> {
+    /// The client's `api-version` query parameter, if any.
+    pub fn api_version(&self) -> Option<&str> {
+        query_param(self.query, "api-version")
+    }
+
+    /// Is this the model listing (`GET /v1/models`, `GET /openai/models`)?
+    pub fn is_models_list(&self) -> bool {
+        self.operation == "models" && self.deployment.is_none()
+    }
+}
+
+/// A path the gateway does not serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Not an OpenAI or Azure OpenAI path.
+    #[error("unknown path; use /v1/{{operation}} or /openai/deployments/{{deployment}}/{{operation}}")]
+    NotFound,
+}
+
+/// Classify a request target (path plus optional query).
+///
+/// # Errors
+/// [`PathError::NotFound`] when the path fits neither style or has an empty segment.
+pub fn classify(target: &str) -> Result<ApiPath<'_>, PathError> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let (style, deployment, operation) = if let Some(rest) = path.strip_prefix("/openai/deployments/") {
+        let (dep, op) = rest.split_once('/').ok_or(PathError::NotFound)?;
+        (Style::Azure, Some(dep), op)
+    } else if let Some(op) = path.strip_prefix("/openai/v1/").or_else(|| path.strip_prefix("/v1/")) {
+        (Style::OpenAi, None, op)
+    } else if path == "/openai/models" {
+        (Style::Azure, None, "models")
+    } else {
+        return Err(PathError::NotFound);
+    };
+    let operation = operation.trim_end_matches('/');
+    let bad = |s: &str| s.is_empty() || s.split('/').any(|seg| seg.is_empty() || seg == "..");
+    if bad(operation) || deployment.is_some_and(bad) {
+        return Err(PathError::NotFound);
+    }
+    Ok(ApiPath { style, operation, deployment, query })
+}
+
+/// The value of `name` in a query string (no percent-decoding: api-version values never need it).
+pub fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The query string without `api-key` (a client credential) and, for the OpenAI dialect,
+/// without `api-version` (OpenAI rejects unknown parameters only on some routes; Azure needs it).
+fn forwarded_query(query: &str, drop_version: bool) -> impl Iterator<Item = &str> {
+    query.split('&').filter(move |kv| {
+        let k = kv.split_once('=').map_or(*kv, |(k, _)| k);
+        !kv.is_empty() && k != "api-key" && !(drop_version && k == "api-version")
+    })
+}
+
+/// The path and query to send `backend` for a request of `path` about `model`.
+pub fn backend_target(backend: &Backend, path: &ApiPath<'_>, model: &str) -> String {
+    let mut out = String::with_capacity(64 + path.query.len());
+    out.push_str(&backend.base_path);
+    match backend.dialect {
+        Dialect::OpenAi => {
+            out.push_str("/v1/");
+            out.push_str(path.operation);
+            let mut sep = '?';
+            for kv in forwarded_query(path.query, true) {
+                out.push(sep);
+                out.push_str(kv);
+                sep = '&';
+            }
+        }
+        Dialect::Azure => {
+            out.push_str("/openai/deployments/");
+            out.push_str(model);
+            out.push('/');
+            out.push_str(path.operation);
+            out.push_str("?api-version=");
+            out.push_str(path.api_version().unwrap_or(&backend.api_version));
+            for kv in forwarded_query(path.query, true) {
+                out.push('&');
+                out.push_str(kv);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(dialect: Dialect) -> Backend {
+        Backend {
+            name: "b".into(),
+            url: "http://h".into(),
+            tls: false,
+            host: "h".into(),
+            port: 80,
+            authority: "h".into(),
+            addrs: vec![],
+            base_path: String::new(),
+            dialect,
+            api_key: None,
+            api_version: "2024-10-21".into(),
+        }
+    }
+
+    #[test]
+    fn classifies_both_styles() {
+        let p = classify("/v1/chat/completions").unwrap();
+        assert_eq!((p.style, p.operation, p.deployment), (Style::OpenAi, "chat/completions", None));
+        let p = classify("/openai/v1/embeddings").unwrap();
+        assert_eq!((p.style, p.operation), (Style::OpenAi, "embeddings"));
+        let p = classify("/openai/deployments/gpt-4o/chat/completions?api-version=2024-02-01&api-key=x").unwrap();
+        assert_eq!(p.style, Style::Azure);
+        assert_eq!(p.deployment, Some("gpt-4o"));
+        assert_eq!(p.operation, "chat/completions");
+        assert_eq!(p.api_version(), Some("2024-02-01"));
+        assert!(classify("/v1/models").unwrap().is_models_list());
+        assert!(classify("/openai/models?api-version=1").unwrap().is_models_list());
+        for bad in ["/", "/v2/x", "/v1/", "/openai/deployments/x", "/v1/a//b", "/v1/../x"] {
+            assert_eq!(classify(bad), Err(PathError::NotFound), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rewrites_for_each_dialect() {
+        let az = classify("/openai/deployments/m/chat/completions?api-version=2025-01-01&api-key=secret").unwrap();
+        let oa = classify("/v1/chat/completions?api-key=secret").unwrap();
+        assert_eq!(backend_target(&backend(Dialect::OpenAi), &az, "m"), "/v1/chat/completions");
+        assert_eq!(
+            backend_target(&backend(Dialect::Azure), &oa, "gpt-4o"),
+            "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(
+            backend_target(&backend(Dialect::Azure), &az, "m"),
+            "/openai/deployments/m/chat/completions?api-version=2025-01-01"
+        );
+    }
+}

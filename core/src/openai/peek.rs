@@ -1,0 +1,83 @@
+//! The request-body peek: read `model`, `stream` and `stream_options.include_usage` from a JSON body
+//! by borrowing from it. Every other field is skipped without being built or copied.
+//!
+//! simd-json would need a mutable copy of the body (it parses in place), and the body must be
+//! forwarded byte for byte, so a borrowing serde_json parse is the cheaper choice here.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+/// What the gateway needs to know about a request body.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Peek<'a> {
+    /// The `model` field, borrowed unless it contained escapes.
+    pub model: Option<Cow<'a, str>>,
+    /// `"stream": true`.
+    pub stream: bool,
+    /// `"stream_options": {"include_usage": true}`.
+    pub include_usage: bool,
+}
+
+/// A body that claims JSON but is not.
+#[derive(Debug, thiserror::Error)]
+#[error("request body is not valid JSON: {0}")]
+pub struct PeekError(#[from] serde_json::Error);
+
+#[derive(Deserialize)]
+struct RawPeek<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<serde_json::Value>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<serde_json::Value>,
+}
+
+/// Peek into a body. An empty body or a non-object (e.g. multipart audio) peeks as "nothing known".
+///
+/// # Errors
+/// [`PeekError`] when the body starts like a JSON object but does not parse.
+pub fn peek(body: &[u8]) -> Result<Peek<'_>, PeekError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Ok(Peek::default());
+    }
+    let raw: RawPeek<'_> = serde_json::from_slice(body)?;
+    let truthy = |v: &Option<serde_json::Value>| matches!(v, Some(serde_json::Value::Bool(true)));
+    Ok(Peek {
+        model: raw.model,
+        stream: truthy(&raw.stream),
+        include_usage: raw.stream_options.is_some_and(|o| truthy(&o.include_usage)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_three_fields_and_borrows() {
+        let body = br#"{"messages":[{"role":"user","content":{"simulation":{}}}],"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#;
+        let p = peek(body).unwrap();
+        assert!(matches!(p.model, Some(Cow::Borrowed("gpt-4o"))));
+        assert!(p.stream && p.include_usage);
+    }
+
+    #[test]
+    fn tolerant_shapes() {
+        assert_eq!(peek(b"").unwrap(), Peek::default());
+        assert_eq!(peek(b"--boundary\r\n").unwrap(), Peek::default());
+        let p = peek(br#"{"model":"a\"b","stream":"yes"}"#).unwrap();
+        assert_eq!(p.model.as_deref(), Some("a\"b"));
+        assert!(!p.stream);
+        assert!(peek(b"{\"model\": ").is_err());
+        assert!(peek(br#"{"model": 5}"#).is_err());
+    }
+}
