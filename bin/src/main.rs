@@ -1,1 +1,182 @@
-fn main() {}
+//! The `aigw` command line: `serve`, `check`, `mock` and `demo-config`. Wiring only; the logic
+//! lives in `aigw-core` and `aigw-io`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use aigw_core::config::{self, Config, FailMode, MockOptions, MockSpec};
+use aigw_io::runtime::DriverKind;
+use aigw_io::workers::{run, Plan};
+use clap::{Parser, Subcommand};
+
+/// aigw: a thread-per-core AI gateway for OpenAI, Azure OpenAI and OpenAI-compatible servers.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway. Without --config, serves a built-in demo in front of two built-in mocks.
+    Serve {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file without serving it.
+    Check {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a mock OpenAI/Azure OpenAI upstream.
+    Mock(MockArgs),
+    /// Print the built-in demo config (a starting point for your own).
+    DemoConfig,
+}
+
+#[derive(clap::Args)]
+struct MockArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:18001")]
+    listen: SocketAddr,
+    /// Region reported in x-ms-region and matched by simulation objects.
+    #[arg(long, default_value = "mock")]
+    region: String,
+    /// Delay before every answer.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Content chunks in a streamed answer.
+    #[arg(long, default_value_t = 5)]
+    chunks: u32,
+    /// Delay between streamed chunks.
+    #[arg(long, default_value_t = 0)]
+    chunk_delay_ms: u64,
+    /// Status of injected failures (needs --fail-rate or --fail-every).
+    #[arg(long)]
+    fail_status: Option<u16>,
+    /// Fraction of requests that fail (0..1).
+    #[arg(long, conflicts_with = "fail_every", requires = "fail_status")]
+    fail_rate: Option<f64>,
+    /// Fail every Nth request.
+    #[arg(long, requires = "fail_status")]
+    fail_every: Option<u64>,
+    /// Retry-After seconds sent with injected 429s.
+    #[arg(long, default_value_t = 5)]
+    retry_after: u64,
+    /// Worker threads (0: one per CPU).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve { config: None }) {
+        Command::Serve { config } => serve(config),
+        Command::Check { config } => check(&config),
+        Command::Mock(args) => mock(args),
+        Command::DemoConfig => {
+            print!("{}", config::DEMO_TOML);
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aigw: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &Option<PathBuf>) -> Result<Config, String> {
+    match path {
+        Some(p) => config::load_file(p).map_err(|e| e.to_string()),
+        None => Ok(config::demo()),
+    }
+}
+
+fn serve(path: Option<PathBuf>) -> Result<(), String> {
+    let cfg = load(&path)?;
+    let driver = DriverKind::from_env();
+    let plan = Plan { gateway: true, mocks: cfg.mocks.clone(), workers: cfg.gateway.workers, driver };
+    let banner = banner(&cfg, path.is_none(), driver);
+    run(cfg, path, plan, move || println!("{banner}"))
+}
+
+fn banner(cfg: &Config, demo: bool, driver: DriverKind) -> String {
+    let g = &cfg.gateway;
+    let mut s = format!(
+        "aigw listening on http://{} ({} workers, {} driver)",
+        g.listen,
+        g.workers,
+        driver.name()
+    );
+    if let Some(a) = g.admin_listen {
+        s += &format!("\n  admin: http://{a}/healthz  http://{a}/metrics  POST http://{a}/reload");
+    }
+    for m in &cfg.mocks {
+        s += &format!("\n  mock {} (region {}) on http://{}", m.name, m.options.region, m.listen);
+    }
+    if demo {
+        s += &format!(
+            "\n\nThis is the built-in demo (no --config). Try:\n  curl http://{0}/v1/chat/completions -H 'content-type: application/json' \\\n    -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'\n  curl -N http://{0}/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21 \\\n    -H 'content-type: application/json' -d '{{\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}],\"stream\":true}}'\nPrint the demo config with `aigw demo-config`; run your own with `aigw serve --config FILE`.",
+            g.listen
+        );
+    }
+    s
+}
+
+fn check(path: &PathBuf) -> Result<(), String> {
+    let cfg = config::load_file(path).map_err(|e| e.to_string())?;
+    println!(
+        "{}: ok ({} backends, {} pools, {} models, {} mocks)",
+        path.display(),
+        cfg.backends.len(),
+        cfg.pools.len(),
+        cfg.models.exact.len() + usize::from(cfg.models.fallback.is_some()),
+        cfg.mocks.len()
+    );
+    Ok(())
+}
+
+fn mock(a: MockArgs) -> Result<(), String> {
+    let fail = match (a.fail_status, a.fail_rate, a.fail_every) {
+        (None, _, _) => FailMode::Never,
+        (Some(_), Some(r), _) if (0.0..=1.0).contains(&r) => FailMode::Rate(r),
+        (Some(_), Some(r), _) => return Err(format!("--fail-rate must be within 0..1, got {r}")),
+        (Some(_), None, Some(0)) => return Err("--fail-every must be at least 1".into()),
+        (Some(_), None, Some(n)) => FailMode::Every(n),
+        (Some(_), None, None) => FailMode::Every(1),
+    };
+    let options = MockOptions {
+        region: a.region.clone(),
+        latency_ms: a.latency_ms,
+        chunks: a.chunks,
+        chunk_delay_ms: a.chunk_delay_ms,
+        fail_status: a.fail_status,
+        fail,
+        retry_after_secs: a.retry_after,
+    };
+    let workers = if a.workers == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        a.workers
+    };
+    let spec = MockSpec { name: a.region.clone(), listen: a.listen, options };
+    let cfg = config::demo();
+    let driver = DriverKind::from_env();
+    let plan = Plan { gateway: false, mocks: vec![spec], workers, driver };
+    let listen = a.listen;
+    run(cfg, None, plan, move || println!("aigw mock (region {}) listening on http://{listen}", a.region))
+}

@@ -40,6 +40,9 @@ pub enum GatewayError {
     /// HTTP version other than 1.0/1.1.
     #[error("HTTP version not supported")]
     Version,
+    /// The request head or body did not arrive in time.
+    #[error("the request did not arrive in time")]
+    RequestTimeout,
 }
 
 impl GatewayError {
@@ -49,6 +52,7 @@ impl GatewayError {
             GatewayError::BadRequest(_) | GatewayError::UnknownModel(_) => 400,
             GatewayError::NotFound(_) => 404,
             GatewayError::MethodNotAllowed => 405,
+            GatewayError::RequestTimeout => 408,
             GatewayError::BodyTooLarge(_) => 413,
             GatewayError::HeadTooLarge(_) => 431,
             GatewayError::BadGateway(_) => 502,
@@ -79,6 +83,7 @@ impl GatewayError {
             GatewayError::Unavailable { .. } => "no_backend_available",
             GatewayError::GatewayTimeout(_) => "upstream_timeout",
             GatewayError::Version => "http_version_not_supported",
+            GatewayError::RequestTimeout => "request_timeout",
         }
     }
 

@@ -1,1 +1,21 @@
-//! io
+//! The IO side of aigw: monoio runtimes (one per worker thread), sockets, the HTTP/1.1 front door,
+//! forwarding and relaying, the admin port and the built-in mock upstream.
+//!
+//! # Key parts
+//! - [`workers::run`]: start workers, admin and signal handling.
+//! - [`server`]: the connection loop and the [`server::Service`] trait (static dispatch).
+//! - [`proxy`]: the gateway service; [`relay`]: upstream exchange and streaming relay.
+//! - [`shard`]: per-worker state; [`control`]: config cell, reload, shutdown.
+
+pub mod admin;
+pub mod conn;
+pub mod control;
+pub mod metrics;
+pub mod mock_server;
+pub mod proxy;
+pub mod relay;
+pub mod runtime;
+pub mod server;
+pub mod shard;
+pub mod upstream;
+pub mod workers;

@@ -90,6 +90,45 @@ pub struct Backend {
     pub api_key: Option<String>,
     /// `api-version` sent to azure backends when the client gave none. Default "2024-10-21".
     pub api_version: String,
+    /// `[backends.NAME.circuit_breaker]`; `None` when the table is absent (no breaker).
+    pub circuit_breaker: Option<BreakerConfig>,
+}
+
+/// `[backends.NAME.circuit_breaker]`: when to stop sending to a failing backend, and for how long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerConfig {
+    /// Failures inside `window` that open the breaker (>= 1). Default 3.
+    pub failures: u32,
+    /// The sliding window failures are counted in. Default 5 min.
+    pub window: Duration,
+    /// Upstream statuses that count as failures. Default 429 and 500-599.
+    pub status: Vec<StatusRange>,
+    /// How long an open breaker stays open. Default 1 min.
+    pub open_for: Duration,
+    /// Open for the upstream's `Retry-After` instead of `open_for` when it sends one. Default true.
+    pub honor_retry_after: bool,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 3,
+            window: Duration::from_secs(300),
+            status: vec![
+                StatusRange { lo: 429, hi: 429 },
+                StatusRange { lo: 500, hi: 599 },
+            ],
+            open_for: Duration::from_secs(60),
+            honor_retry_after: true,
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// Does `status` count as a failure?
+    pub fn counts(&self, status: u16) -> bool {
+        self.status.iter().any(|r| r.contains(status))
+    }
 }
 
 /// How a pool chooses inside its best priority group.

@@ -1,0 +1,93 @@
+//! Validation of `[backends.NAME]`: URL, dialect, credentials and circuit breaker.
+
+use super::locate::key_path;
+use super::pool::statuses;
+use super::raw::{RawBackend, RawBreaker};
+use super::types::*;
+use super::url::{parse_url, resolve};
+use super::validate::{duration, invalid, Result};
+
+/// Check `[backends.NAME]`, reading `env:` keys and resolving the host now.
+pub(super) fn backend(name: &str, b: &RawBackend) -> Result<Backend> {
+    let at = |k: &str| key_path!["backends", name, k];
+    let Some(url) = b.url.clone() else {
+        return Err(invalid(key_path!["backends", name], "missing key \"url\""));
+    };
+    let parts = parse_url(&url).map_err(|e| invalid(at("url"), e))?;
+    let addrs = resolve(&parts.host, parts.port).map_err(|e| invalid(at("url"), e))?;
+    let dialect = match b.dialect.as_deref() {
+        None | Some("openai") => Dialect::OpenAi,
+        Some("azure") => Dialect::Azure,
+        Some(other) => {
+            return Err(invalid(
+                at("dialect"),
+                format!("unknown dialect \"{other}\" (expected \"openai\" or \"azure\")"),
+            ));
+        }
+    };
+    let api_key = match b.api_key.as_deref() {
+        None | Some("") => None,
+        Some(s) => match s.strip_prefix("env:") {
+            Some(var) => Some(std::env::var(var).map_err(|e| {
+                let why = match e {
+                    std::env::VarError::NotPresent => "is not set",
+                    std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
+                };
+                invalid(at("api_key"), format!("environment variable {var} {why}"))
+            })?)
+            .filter(|k| !k.is_empty()),
+            None => Some(s.to_owned()),
+        },
+    };
+    let api_version = match b.api_version.as_deref().map(str::trim) {
+        None => "2024-10-21".to_owned(),
+        Some("") => return Err(invalid(at("api_version"), "must not be empty")),
+        Some(v) => v.to_owned(),
+    };
+    let circuit_breaker = match &b.circuit_breaker {
+        Some(cb) => Some(breaker(name, cb)?),
+        None => None,
+    };
+    Ok(Backend {
+        name: name.to_owned(),
+        url,
+        tls: parts.tls,
+        host: parts.host,
+        port: parts.port,
+        authority: parts.authority,
+        addrs,
+        base_path: parts.base_path,
+        dialect,
+        api_key,
+        api_version,
+        circuit_breaker,
+    })
+}
+
+fn breaker(name: &str, cb: &RawBreaker) -> Result<BreakerConfig> {
+    let at = |k: &str| key_path!["backends", name, "circuit_breaker", k];
+    let d = BreakerConfig::default();
+    let failures = match cb.failures.unwrap_or(d.failures) {
+        0 => return Err(invalid(at("failures"), "must be at least 1")),
+        n => n,
+    };
+    let window = duration(at("window"), &cb.window, d.window)?;
+    let open_for = duration(at("open_for"), &cb.open_for, d.open_for)?;
+    for (key, v) in [("window", window), ("open_for", open_for)] {
+        if v.is_zero() {
+            return Err(invalid(at(key), "must be greater than 0"));
+        }
+    }
+    let status = match &cb.status {
+        Some(list) => statuses(&at("status"), list)?,
+        None => d.status,
+    };
+    let honor_retry_after = cb.honor_retry_after.unwrap_or(d.honor_retry_after);
+    Ok(BreakerConfig {
+        failures,
+        window,
+        status,
+        open_for,
+        honor_retry_after,
+    })
+}

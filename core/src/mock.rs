@@ -1,1 +1,0 @@
-//! The sans-IO brain of the built-in mock upstream (placeholder).

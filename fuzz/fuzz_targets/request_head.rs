@@ -1,0 +1,110 @@
+//! `decode_request_head` over arbitrary bytes.
+//!
+//! 1. Never panics, under the default limits and under small, data-derived limits (including
+//!    `max_headers` above the 100 stack slots, which takes the heap path).
+//! 2. Differential: decoding the bytes in one piece and in two pieces (split at a data-derived point,
+//!    re-decoding after `Ok(None)` as the IO layer does) gives the same head and leaves the same
+//!    bytes in the buffer.
+#![no_main]
+
+use aigw_core::http1::{decode_request_head, DecodeError, HeadLimits, RequestHead};
+use aigw_fuzz::{mix, split_point};
+use bytes::BytesMut;
+use libfuzzer_sys::fuzz_target;
+
+type Outcome = Result<Option<RequestHead>, DecodeError>;
+
+fn whole(data: &[u8], limits: &HeadLimits) -> (Outcome, BytesMut) {
+    let mut buf = BytesMut::from(data);
+    let r = decode_request_head(&mut buf, limits);
+    (r, buf)
+}
+
+fn split(data: &[u8], cut: usize, limits: &HeadLimits) -> (Outcome, BytesMut) {
+    let mut buf = BytesMut::from(&data[..cut]);
+    match decode_request_head(&mut buf, limits) {
+        Ok(None) => {
+            buf.extend_from_slice(&data[cut..]);
+            let r = decode_request_head(&mut buf, limits);
+            (r, buf)
+        }
+        other => {
+            buf.extend_from_slice(&data[cut..]);
+            (other, buf)
+        }
+    }
+}
+
+fn same_head(a: &RequestHead, b: &RequestHead) -> bool {
+    a.method == b.method
+        && a.target == b.target
+        && a.version_minor == b.version_minor
+        && a.headers == b.headers
+        && a.framing == b.framing
+        && a.keep_alive == b.keep_alive
+        && a.expect_continue == b.expect_continue
+}
+
+/// Invariants of any successful decode of `data` under `limits`.
+fn check_ok(data: &[u8], head: &RequestHead, rest: &[u8], limits: &HeadLimits) {
+    assert!(data.ends_with(rest), "what is left must be the tail of the input");
+    let head_len = data.len() - rest.len();
+    assert!(head_len <= limits.max_head_bytes, "accepted a head over max_head_bytes");
+    assert!(head.headers.len() <= limits.max_headers, "accepted more than max_headers");
+    assert!(!head.method.is_empty(), "empty method");
+    assert!(head.version_minor <= 1, "version other than 1.0/1.1");
+    let consumed = &data[..head_len];
+    for h in &head.headers {
+        assert!(!h.name.is_empty(), "empty header name");
+        assert!(contains(consumed, &h.name) && contains(consumed, &h.value));
+    }
+    // The accessors must not panic, and split the target consistently.
+    let (path, query) = (head.path(), head.query());
+    if let Ok(t) = std::str::from_utf8(&head.target) {
+        if t.contains('?') {
+            assert_eq!(t.len(), path.len() + 1 + query.len());
+        } else {
+            assert_eq!((path, query), (t, ""));
+        }
+    }
+    let _ = head.header("content-length");
+    let _ = head.is_method("POST");
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let seed = mix(data);
+
+    // Default limits: the whole-vs-split differential.
+    let limits = HeadLimits::default();
+    let (r1, rest1) = whole(data, &limits);
+    let cut = split_point(seed, data.len());
+    let (r2, rest2) = split(data, cut, &limits);
+    match (&r1, &r2) {
+        (Ok(Some(a)), Ok(Some(b))) => {
+            assert!(same_head(a, b), "split at {cut} changed the head:\n{a:?}\nvs\n{b:?}");
+            assert_eq!(rest1, rest2, "split at {cut} left different bytes");
+            check_ok(data, a, &rest1, &limits);
+        }
+        (Ok(None), Ok(None)) => assert_eq!(rest1, rest2),
+        (Err(_), Err(_)) => {}
+        _ => panic!("split at {cut} changed the outcome: {r1:?} vs {r2:?}"),
+    }
+    if let Err(e) = &r1 {
+        let s = e.status();
+        assert!(s == 400 || s == 431 || s == 505);
+    }
+
+    // Small, data-derived limits: only invariants (the outcome legitimately depends on the limits).
+    let limits = HeadLimits {
+        max_head_bytes: split_point(seed >> 16, data.len() + 64),
+        max_headers: ((seed >> 40) % 131) as usize,
+    };
+    let (r3, rest3) = whole(data, &limits);
+    if let Ok(Some(h)) = &r3 {
+        check_ok(data, h, &rest3, &limits);
+    }
+});

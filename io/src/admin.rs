@@ -1,0 +1,71 @@
+//! The admin port: `/healthz`, `/metrics` (Prometheus text) and `POST /reload`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aigw_core::error::{error_body, GatewayError};
+use aigw_core::http1::HeadLimits;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+
+use crate::conn::Conn;
+use crate::control::{Control, Shutdown};
+use crate::metrics::Registry;
+use crate::server::{send_error, send_response, Request, ServerLimits, Service};
+
+/// The admin service (runs on its own thread, off the data plane).
+pub struct Admin {
+    /// Config and reload.
+    pub control: Arc<Control>,
+    /// All workers' metrics.
+    pub registry: Arc<Registry>,
+    /// Shutdown state, reported by `/healthz`.
+    pub shutdown: Arc<Shutdown>,
+}
+
+impl Service for Admin {
+    fn limits(&self) -> ServerLimits {
+        ServerLimits {
+            head: HeadLimits::default(),
+            max_body: 1024 * 1024,
+            idle: Duration::from_secs(60),
+            header: Duration::from_secs(10),
+        }
+    }
+
+    async fn call<S: AsyncReadRent + AsyncWriteRent>(&self, req: Request, conn: &mut Conn<S>) -> bool {
+        let get = req.head.is_method("GET") || req.head.is_method("HEAD");
+        match (req.head.path(), get) {
+            ("/healthz", true) => {
+                if self.shutdown.is_draining() {
+                    send_response(conn, 503, &[], "application/json", b"{\"status\":\"draining\"}").await
+                } else {
+                    send_response(conn, 200, &[], "application/json", b"{\"status\":\"ok\"}").await
+                }
+            }
+            ("/metrics", true) => {
+                let text = self.registry.render();
+                send_response(conn, 200, &[], "text/plain; version=0.0.4", text.as_bytes()).await
+            }
+            ("/reload", false) if req.head.is_method("POST") => match self.control.reload() {
+                Ok((generation, notes)) => {
+                    tracing::info!(generation, ?notes, "config reloaded");
+                    let body = serde_json::json!({"status": "reloaded", "generation": generation, "notes": notes});
+                    send_response(conn, 200, &[], "application/json", body.to_string().as_bytes()).await
+                }
+                Err(msg) => {
+                    tracing::error!("reload refused, keeping the running config: {msg}");
+                    let body = error_body(&format!("reload refused: {msg}"), "invalid_config", "invalid_config");
+                    send_response(conn, 400, &[], "application/json", &body).await
+                }
+            },
+            ("/healthz" | "/metrics" | "/reload", _) => {
+                send_error(conn, &GatewayError::MethodNotAllowed, false).await;
+                true
+            }
+            _ => {
+                send_error(conn, &GatewayError::NotFound("no such admin endpoint".into()), false).await;
+                true
+            }
+        }
+    }
+}

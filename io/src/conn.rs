@@ -1,0 +1,83 @@
+//! A client connection: the socket plus its one read buffer, with reads that append into spare
+//! capacity and hand the buffer back (monoio's ownership-passing IO).
+
+use std::io;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+
+/// Initial and minimum free space for a read: enough for a typical head or SSE burst.
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
+
+/// A stream and the buffer its reads fill.
+pub struct Conn<S> {
+    /// The socket.
+    pub io: S,
+    /// Bytes read but not consumed yet.
+    pub buf: BytesMut,
+}
+
+/// Why a read gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The peer closed the connection.
+    #[error("connection closed by peer")]
+    Eof,
+    /// Nothing arrived in time. The read was cancelled, so the connection must be closed.
+    #[error("timed out")]
+    Timeout,
+    /// Socket error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
+    /// Wrap a stream with an empty buffer.
+    pub fn new(io: S) -> Self {
+        Conn { io, buf: BytesMut::with_capacity(READ_CHUNK) }
+    }
+
+    /// Read once, appending to `buf`; returns how many bytes arrived.
+    ///
+    /// If this future is dropped mid-read the buffer is lost with it (monoio owns it while the
+    /// operation is in flight), which is why every timeout around it closes the connection.
+    ///
+    /// # Errors
+    /// EOF and socket errors.
+    pub async fn fill(&mut self) -> Result<usize, ReadError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let (len, cap) = (buf.len(), buf.capacity());
+        let (res, slice) = self.io.read(buf.slice_mut(len..cap)).await;
+        self.buf = slice.into_inner();
+        match res {
+            Ok(0) => Err(ReadError::Eof),
+            Ok(n) => Ok(n),
+            Err(e) => Err(ReadError::Io(e)),
+        }
+    }
+
+    /// [`fill`](Self::fill) bounded by `limit`.
+    ///
+    /// # Errors
+    /// As `fill`, plus [`ReadError::Timeout`].
+    pub async fn fill_within(&mut self, limit: Duration) -> Result<usize, ReadError> {
+        match monoio::time::timeout(limit, self.fill()).await {
+            Ok(r) => r,
+            Err(_) => Err(ReadError::Timeout),
+        }
+    }
+
+    /// Write all of `data` (anything monoio can send: `Bytes`, `BytesMut`, `Vec<u8>`), returning it.
+    ///
+    /// # Errors
+    /// Socket errors.
+    pub async fn write<B: monoio::buf::IoBuf + 'static>(&mut self, data: B) -> (io::Result<()>, B) {
+        let (res, data) = self.io.write_all(data).await;
+        (res.map(|_| ()), data)
+    }
+}

@@ -1,0 +1,251 @@
+//! Metrics without locks on the request path: each worker owns its counters (single writer,
+//! `Relaxed` load+store, no read-modify-write), announces new label sets through a lock-free
+//! queue, and the admin thread sums every worker's values when `/metrics` is scraped.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam::queue::SegQueue;
+use crossbeam::utils::CachePadded;
+
+/// A labelled counter family: name, help text and label names.
+#[derive(Debug)]
+pub struct Family {
+    /// Metric name (prefixed `aigw_`).
+    pub name: &'static str,
+    /// HELP text.
+    pub help: &'static str,
+    /// Label names, in the order values are given.
+    pub labels: &'static [&'static str],
+}
+
+/// Requests answered, by model, backend and status.
+pub const REQUESTS: Family = Family {
+    name: "aigw_requests_total",
+    help: "Requests answered, by model, backend and status.",
+    labels: &["model", "backend", "status"],
+};
+
+/// All counter families, indexed by position (the `family` argument of [`LocalMetrics::add`]).
+pub const FAMILIES: &[&Family] = &[&REQUESTS];
+/// Index of [`REQUESTS`] in [`FAMILIES`].
+pub const F_REQUESTS: usize = 0;
+
+/// Histogram bucket upper bounds in seconds.
+const BUCKETS: [f64; 18] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 120.0,
+];
+
+/// A fixed-bucket histogram written by one thread.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    /// Record one observation (single writer: this worker).
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = BUCKETS.iter().position(|&b| secs <= b).unwrap_or(BUCKETS.len());
+        bump(&self.counts[i], 1);
+        bump(&self.sum_ns, d.as_nanos() as u64);
+    }
+}
+
+/// Add without a locked instruction: only the owning worker ever writes this value.
+fn bump(a: &AtomicU64, v: u64) {
+    a.store(a.load(Relaxed).wrapping_add(v), Relaxed);
+}
+
+/// One counter series announced to the admin thread.
+#[derive(Debug)]
+struct Series {
+    family: usize,
+    labels: Box<[String]>,
+    value: Arc<AtomicU64>,
+}
+
+/// What one worker publishes; shared with the admin thread by `Arc`.
+#[derive(Debug, Default)]
+pub struct WorkerMetrics {
+    /// Requests being answered right now.
+    pub in_flight: CachePadded<AtomicI64>,
+    /// Upstream connections open (idle in the pool or in use).
+    pub upstream_conns: CachePadded<AtomicI64>,
+    /// Upstream connections opened since start.
+    pub upstream_connects: CachePadded<AtomicU64>,
+    /// Total request latency.
+    pub latency: Histogram,
+    /// Gateway overhead: total minus time spent waiting on the upstream.
+    pub overhead: Histogram,
+    new_series: SegQueue<Series>,
+}
+
+impl WorkerMetrics {
+    /// Change a gauge owned by this worker.
+    pub fn gauge_add(g: &AtomicI64, d: i64) {
+        g.store(g.load(Relaxed) + d, Relaxed);
+    }
+}
+
+/// The worker-local face of the metrics: a map from label values to the worker's own counters.
+#[derive(Debug)]
+pub struct LocalMetrics {
+    /// The shared half.
+    pub shared: Arc<WorkerMetrics>,
+    series: RefCell<HashMap<u64, Vec<(Box<[String]>, Arc<AtomicU64>)>>>,
+}
+
+impl LocalMetrics {
+    /// Local face of `shared`.
+    pub fn new(shared: Arc<WorkerMetrics>) -> Self {
+        LocalMetrics { shared, series: RefCell::new(HashMap::new()) }
+    }
+
+    /// Add `v` to the series of `family` with these label values (in the family's label order).
+    pub fn add(&self, family: usize, labels: &[&str], v: u64) {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        family.hash(&mut h);
+        labels.hash(&mut h);
+        let key = h.finish();
+        let mut map = self.series.borrow_mut();
+        let bucket = map.entry(key).or_default();
+        if let Some((_, c)) = bucket.iter().find(|(l, _)| l.iter().map(String::as_str).eq(labels.iter().copied())) {
+            bump(c, v);
+            return;
+        }
+        let labels: Box<[String]> = labels.iter().map(|s| s.to_string()).collect();
+        let value = Arc::new(AtomicU64::new(v));
+        self.shared.new_series.push(Series { family, labels: labels.clone(), value: value.clone() });
+        bucket.push((labels, value));
+    }
+}
+
+/// Every worker's metrics, read by the admin thread.
+#[derive(Debug, Default)]
+pub struct Registry {
+    workers: Vec<Arc<WorkerMetrics>>,
+    /// Series drained from the workers' queues so far, per worker (admin-thread only).
+    known: std::sync::Mutex<Vec<Series>>,
+}
+
+impl Registry {
+    /// A registry for `n` workers.
+    pub fn new(n: usize) -> Self {
+        Registry { workers: (0..n).map(|_| Arc::default()).collect(), known: Default::default() }
+    }
+
+    /// Worker `i`'s shared metrics.
+    pub fn worker(&self, i: usize) -> Arc<WorkerMetrics> {
+        self.workers[i].clone()
+    }
+
+    /// Sum of the in-flight gauges.
+    pub fn in_flight(&self) -> i64 {
+        self.workers.iter().map(|w| w.in_flight.load(Relaxed)).sum()
+    }
+
+    /// Render everything in the Prometheus text format.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        // The mutex is taken only by scrapes on the admin thread, never by a worker.
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        for w in &self.workers {
+            while let Some(s) = w.new_series.pop() {
+                known.push(s);
+            }
+        }
+        let mut sums: Vec<(usize, &[String], u64)> = Vec::new();
+        let mut index: HashMap<(usize, &[String]), usize> = HashMap::new();
+        for s in known.iter() {
+            let v = s.value.load(Relaxed);
+            match index.get(&(s.family, &s.labels[..])) {
+                Some(&i) => sums[i].2 += v,
+                None => {
+                    index.insert((s.family, &s.labels[..]), sums.len());
+                    sums.push((s.family, &s.labels[..], v));
+                }
+            }
+        }
+        let mut out = String::with_capacity(4096);
+        for (fi, f) in FAMILIES.iter().enumerate() {
+            let _ = writeln!(out, "# HELP {} {}\n# TYPE {} counter", f.name, f.help, f.name);
+            for (_, labels, v) in sums.iter().filter(|(x, _, _)| *x == fi) {
+                let _ = write!(out, "{}{{", f.name);
+                for (i, (n, val)) in f.labels.iter().zip(labels.iter()).enumerate() {
+                    let sep = if i == 0 { "" } else { "," };
+                    let _ = write!(out, "{sep}{n}=\"{}\"", escape(val));
+                }
+                let _ = writeln!(out, "}} {v}");
+            }
+        }
+        let gauge = |out: &mut String, name: &str, help: &str, v: i64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(&mut out, "aigw_in_flight_requests", "Requests being answered now.", self.in_flight());
+        let conns = self.workers.iter().map(|w| w.upstream_conns.load(Relaxed)).sum();
+        gauge(&mut out, "aigw_upstream_connections", "Upstream connections open (idle or in use).", conns);
+        let connects: u64 = self.workers.iter().map(|w| w.upstream_connects.load(Relaxed)).sum();
+        let _ = writeln!(
+            out,
+            "# HELP aigw_upstream_connects_total Upstream connections opened.\n# TYPE aigw_upstream_connects_total counter\naigw_upstream_connects_total {connects}"
+        );
+        self.render_hist(&mut out, "aigw_request_duration_seconds", "Total request latency.", |w| &w.latency);
+        self.render_hist(
+            &mut out,
+            "aigw_gateway_overhead_seconds",
+            "Time spent in the gateway: total latency minus time waiting on the upstream.",
+            |w| &w.overhead,
+        );
+        out
+    }
+
+    fn render_hist(&self, out: &mut String, name: &str, help: &str, pick: impl Fn(&WorkerMetrics) -> &Histogram) {
+        use std::fmt::Write;
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cum = 0u64;
+        let mut sum_ns = 0u64;
+        for (i, le) in BUCKETS.iter().map(|b| b.to_string()).chain(["+Inf".to_string()]).enumerate() {
+            cum += self.workers.iter().map(|w| pick(w).counts[i].load(Relaxed)).sum::<u64>();
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cum}");
+        }
+        for w in &self.workers {
+            sum_ns += pick(w).sum_ns.load(Relaxed);
+        }
+        let _ = writeln!(out, "{name}_sum {}\n{name}_count {cum}", sum_ns as f64 / 1e9);
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_series_across_workers() {
+        let reg = Registry::new(2);
+        let a = LocalMetrics::new(reg.worker(0));
+        let b = LocalMetrics::new(reg.worker(1));
+        a.add(F_REQUESTS, &["m", "east", "200"], 1);
+        a.add(F_REQUESTS, &["m", "east", "200"], 1);
+        b.add(F_REQUESTS, &["m", "east", "200"], 3);
+        b.add(F_REQUESTS, &["m\"x", "west", "429"], 1);
+        a.shared.latency.observe(Duration::from_millis(3));
+        let text = reg.render();
+        assert!(text.contains("aigw_requests_total{model=\"m\",backend=\"east\",status=\"200\"} 5"), "{text}");
+        assert!(text.contains("model=\"m\\\"x\""));
+        assert!(text.contains("aigw_request_duration_seconds_count 1"));
+        // A second scrape sees later increments on already-known series.
+        a.add(F_REQUESTS, &["m", "east", "200"], 1);
+        assert!(reg.render().contains("status=\"200\"} 6"));
+    }
+}

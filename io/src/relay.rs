@@ -1,0 +1,162 @@
+//! Talking to one upstream: send the request, read the response head, then relay the body to the
+//! client as it arrives (chunk by chunk, no whole-response buffering), in its original framing.
+
+use std::time::{Duration, Instant};
+
+use aigw_core::http1::{decode_response_head, BodyFraming, ChunkedDecoder, ResponseHead, UpstreamHead};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+
+use crate::conn::{Conn, ReadError};
+use crate::upstream::UpConn;
+
+/// Bodies up to this size are copied behind the head so both leave in one write; above it the
+/// extra syscall is cheaper than the copy.
+const COALESCE_MAX: usize = 16 * 1024;
+/// Largest upstream response head.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// Why an exchange with the upstream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Socket error or EOF before a complete response head.
+    #[error("upstream connection failed: {0}")]
+    Io(String),
+    /// No response head in time.
+    #[error("upstream timed out")]
+    Timeout,
+    /// The response head was malformed.
+    #[error("upstream sent a malformed response: {0}")]
+    Malformed(String),
+}
+
+/// Send the request and wait for the response head. Time spent waiting is added to `wait`.
+///
+/// # Errors
+/// [`UpstreamError`]; the connection must then be dropped.
+pub async fn exchange_head(
+    up: &mut UpConn,
+    head: &UpstreamHead<'_>,
+    body: &Bytes,
+    timeout: Duration,
+    wait: &mut Duration,
+) -> Result<ResponseHead, UpstreamError> {
+    let mut out = BytesMut::with_capacity(512 + body.len().min(COALESCE_MAX));
+    head.encode(&mut out);
+    let t0 = Instant::now();
+    if body.len() <= COALESCE_MAX {
+        out.put_slice(body);
+        let (res, _) = up.conn.write(out).await;
+        res.map_err(|e| UpstreamError::Io(e.to_string()))?;
+    } else {
+        let (res, _) = up.conn.write(out).await;
+        res.map_err(|e| UpstreamError::Io(e.to_string()))?;
+        // The body is a refcounted slice of what the client sent: written as is, never copied.
+        let (res, _) = up.conn.write(body.clone()).await;
+        res.map_err(|e| UpstreamError::Io(e.to_string()))?;
+    }
+    let head_req = head.method == b"HEAD";
+    let deadline = t0 + timeout;
+    let result = loop {
+        match decode_response_head(&mut up.conn.buf, head_req, MAX_RESPONSE_HEAD) {
+            Ok(Some(h)) if h.status == 100 => continue,
+            Ok(Some(h)) => break Ok(h),
+            Ok(None) => {}
+            Err(e) => break Err(UpstreamError::Malformed(e.to_string())),
+        }
+        match up.conn.fill_within(deadline.saturating_duration_since(Instant::now())).await {
+            Ok(_) => {}
+            Err(ReadError::Timeout) => break Err(UpstreamError::Timeout),
+            Err(e) => break Err(UpstreamError::Io(e.to_string())),
+        }
+    };
+    *wait += t0.elapsed();
+    result
+}
+
+/// How relaying a response ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RelayEnd {
+    /// The whole body went through; the upstream connection may be reused if `reusable`.
+    Complete {
+        /// Framing and keep-alive allow reuse.
+        reusable: bool,
+        /// The client connection may carry another request.
+        client_keep: bool,
+    },
+    /// The upstream failed mid-body: the client got a truncated response and must be closed.
+    UpstreamFailed,
+    /// The client went away.
+    ClientGone,
+}
+
+/// Relay `head` (already decided on) and its body from `up` to `client`.
+///
+/// `head_out` is the encoded head for the client; body bytes already read are sent with it.
+/// `tap` sees every run of body data (de-chunked) as it passes, for usage accounting.
+pub async fn relay_body<S: AsyncReadRent + AsyncWriteRent>(
+    client: &mut Conn<S>,
+    up: &mut UpConn,
+    head: &ResponseHead,
+    mut head_out: BytesMut,
+    timeout: Duration,
+    wait: &mut Duration,
+    mut tap: impl FnMut(&[u8]),
+) -> RelayEnd {
+    let mut decoder = ChunkedDecoder::new();
+    let mut remaining = match head.framing {
+        BodyFraming::Length(n) => n,
+        _ => 0,
+    };
+    // What of the first bytes belongs to this body.
+    let mut take = |buf: &BytesMut| -> Result<(usize, bool), ()> {
+        match head.framing {
+            BodyFraming::Empty => Ok((0, true)),
+            BodyFraming::Length(_) => {
+                let n = (buf.len() as u64).min(remaining) as usize;
+                tap(&buf[..n]);
+                remaining -= n as u64;
+                Ok((n, remaining == 0))
+            }
+            BodyFraming::Chunked => {
+                let p = decoder.feed(buf, &mut tap).map_err(|_| ())?;
+                Ok((p.consumed, p.done))
+            }
+            BodyFraming::UntilClose => {
+                tap(buf);
+                Ok((buf.len(), false))
+            }
+        }
+    };
+    let Ok((n, mut done)) = take(&up.conn.buf) else { return RelayEnd::UpstreamFailed };
+    // The head and the first body bytes leave together: one write for small responses.
+    head_out.put_slice(&up.conn.buf[..n]);
+    up.conn.buf.advance(n);
+    if client.write(head_out).await.0.is_err() {
+        return RelayEnd::ClientGone;
+    }
+    while !done {
+        let t0 = Instant::now();
+        let r = up.conn.fill_within(timeout).await;
+        *wait += t0.elapsed();
+        match r {
+            Ok(_) => {}
+            Err(ReadError::Eof) if head.framing == BodyFraming::UntilClose => {
+                return RelayEnd::Complete { reusable: false, client_keep: false };
+            }
+            Err(_) => return RelayEnd::UpstreamFailed,
+        }
+        let Ok((n, d)) = take(&up.conn.buf) else { return RelayEnd::UpstreamFailed };
+        done = d;
+        // Relay what arrived right away (an SSE event must not wait for the next one); the
+        // split-off part shares the read buffer's allocation, which is reclaimed once written.
+        let chunk = up.conn.buf.split_to(n);
+        if client.write(chunk).await.0.is_err() {
+            return RelayEnd::ClientGone;
+        }
+    }
+    RelayEnd::Complete {
+        reusable: head.keep_alive && up.conn.buf.is_empty(),
+        client_keep: head.framing != BodyFraming::UntilClose,
+    }
+}

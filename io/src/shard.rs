@@ -1,0 +1,99 @@
+//! The per-worker root: its view of the config, its upstream pools, its metrics and cursors.
+//! Everything here is touched by one thread only (`Rc`, `Cell`, `RefCell`).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use aigw_core::config::Config;
+use arc_swap::ArcSwap;
+
+use crate::control::Shutdown;
+use crate::metrics::LocalMetrics;
+use crate::upstream::UpstreamPools;
+
+/// What a request sees of the config: it holds this `Rc` until it ends, so a reload never changes
+/// a request in flight.
+pub struct Snapshot {
+    /// The validated config.
+    pub cfg: Arc<Config>,
+    /// Pool key per backend: name and URL, so a changed URL gets fresh connections.
+    pub backend_keys: Vec<String>,
+    /// Round-robin cursor per pool (per worker; cursors need not agree across cores).
+    pub cursors: Vec<Cell<usize>>,
+    /// `GET /v1/models` answer, built once per config.
+    pub models_json: bytes::Bytes,
+}
+
+impl Snapshot {
+    fn new(cfg: Arc<Config>) -> Self {
+        let backend_keys = cfg.backends.iter().map(|b| format!("{}|{}|{:?}", b.name, b.url, b.addrs)).collect();
+        let cursors = cfg.pools.iter().map(|_| Cell::new(0)).collect();
+        let mut names: Vec<&String> = cfg.models.exact.keys().collect();
+        names.sort();
+        let data: Vec<_> = names
+            .iter()
+            .map(|n| serde_json::json!({"id": n, "object": "model", "created": 0, "owned_by": "aigw"}))
+            .collect();
+        let models_json = serde_json::json!({"object": "list", "data": data}).to_string().into();
+        Snapshot { cfg, backend_keys, cursors, models_json }
+    }
+}
+
+/// One worker's state.
+pub struct Shard {
+    /// Worker index.
+    pub id: usize,
+    global: Arc<ArcSwap<Config>>,
+    current: RefCell<Rc<Snapshot>>,
+    /// Idle upstream connections.
+    pub pools: UpstreamPools,
+    /// This worker's metrics.
+    pub metrics: LocalMetrics,
+    /// Process-wide shutdown flag.
+    pub shutdown: Arc<Shutdown>,
+    requests: Cell<u64>,
+    seed: u64,
+}
+
+impl Shard {
+    /// A shard reading config from `global`.
+    pub fn new(id: usize, global: Arc<ArcSwap<Config>>, metrics: LocalMetrics, shutdown: Arc<Shutdown>) -> Self {
+        let snap = Rc::new(Snapshot::new(global.load_full()));
+        let pools = UpstreamPools::new(metrics.shared.clone());
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ ((id as u64) << 56);
+        Shard { id, global, current: RefCell::new(snap), pools, metrics, shutdown, requests: Cell::new(0), seed }
+    }
+
+    /// The config for a new request: one atomic load and a pointer compare when nothing changed.
+    pub fn snapshot(&self) -> Rc<Snapshot> {
+        let latest = self.global.load();
+        if !Arc::ptr_eq(&latest, &self.current.borrow().cfg) {
+            let snap = Rc::new(Snapshot::new(Arc::clone(&latest)));
+            // Keep warm connections to backends whose name and address did not change.
+            self.pools.retain(&snap.backend_keys);
+            *self.current.borrow_mut() = snap;
+        }
+        self.current.borrow().clone()
+    }
+
+    /// A new request id: unique per process run without any shared counter.
+    pub fn next_request_id(&self) -> String {
+        let n = self.requests.get() + 1;
+        self.requests.set(n);
+        format!("{:016x}{:016x}", self.seed, n)
+    }
+
+    /// A cheap per-worker pseudo-random number in 0..1 (xorshift over the request counter).
+    pub fn rand01(&self) -> f64 {
+        let mut x = self.seed ^ self.requests.get().wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.requests.set(self.requests.get().wrapping_add(1));
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}

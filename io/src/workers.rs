@@ -1,0 +1,207 @@
+//! Starting the process: one thread per worker, each with its own runtime, its own SO_REUSEPORT
+//! listeners (gateway and mocks) and its own shard; an admin thread; signals on the caller's thread.
+
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aigw_core::config::{Config, MockSpec};
+use aigw_core::mock::MockShared;
+use monoio::net::{ListenerOpts, TcpListener};
+
+use crate::admin::Admin;
+use crate::control::{Control, Shutdown};
+use crate::metrics::{LocalMetrics, Registry};
+use crate::mock_server::MockService;
+use crate::proxy::Gateway;
+use crate::runtime::{block_on, DriverKind};
+use crate::server::{serve_conn, Service};
+use crate::shard::Shard;
+
+/// How long a shutdown waits for requests in flight before exiting anyway.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// What a started process serves.
+pub struct Plan {
+    /// Serve the gateway listener (false for `aigw mock`).
+    pub gateway: bool,
+    /// Mocks to serve on every worker.
+    pub mocks: Vec<MockSpec>,
+    /// Worker threads.
+    pub workers: usize,
+    /// The driver every runtime uses.
+    pub driver: DriverKind,
+}
+
+/// Everything the threads share.
+struct Shared {
+    control: Arc<Control>,
+    registry: Arc<Registry>,
+    shutdown: Arc<Shutdown>,
+    mocks: Vec<(MockSpec, Arc<MockShared>)>,
+}
+
+/// Start the threads, wait until every listener is bound, then run the signal loop until
+/// SIGTERM/SIGINT and a drain. Returns after the drain.
+///
+/// # Errors
+/// A listener could not be bound or a runtime could not start: the message says which.
+pub fn run(cfg: Config, path: Option<std::path::PathBuf>, plan: Plan, on_ready: impl FnOnce()) -> Result<(), String> {
+    let admin_addr = cfg.gateway.admin_listen.filter(|_| plan.gateway);
+    let shared = Arc::new(Shared {
+        control: Arc::new(Control::new(cfg, path)),
+        registry: Arc::new(Registry::new(plan.workers)),
+        shutdown: Arc::new(Shutdown::default()),
+        mocks: plan.mocks.iter().map(|m| (m.clone(), Arc::new(MockShared::new(m.options.region.clone())))).collect(),
+    });
+    let (tx, rx) = mpsc::channel::<Result<(), String>>();
+    for i in 0..plan.workers {
+        let (tx, shared, driver, gateway) = (tx.clone(), shared.clone(), plan.driver, plan.gateway);
+        std::thread::Builder::new()
+            .name(format!("aigw-worker-{i}"))
+            .spawn(move || {
+                let r = block_on(driver, || worker_main(i, shared, gateway, tx.clone()));
+                if let Err(e) = r {
+                    let _ = tx.send(Err(format!("worker {i}: cannot start a {} runtime: {e}", driver.name())));
+                }
+            })
+            .map_err(|e| format!("cannot spawn worker thread: {e}"))?;
+    }
+    let mut expected = plan.workers;
+    if let Some(addr) = admin_addr {
+        expected += 1;
+        let (tx, shared, driver) = (tx.clone(), shared.clone(), plan.driver);
+        std::thread::Builder::new()
+            .name("aigw-admin".into())
+            .spawn(move || {
+                let r = block_on(driver, || admin_main(addr, shared, tx.clone()));
+                if let Err(e) = r {
+                    let _ = tx.send(Err(format!("admin: cannot start a runtime: {e}")));
+                }
+            })
+            .map_err(|e| format!("cannot spawn admin thread: {e}"))?;
+    }
+    drop(tx);
+    for _ in 0..expected {
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("a worker thread died while starting".into()),
+        }
+    }
+    on_ready();
+    signal_loop(&shared)
+}
+
+fn signal_loop(shared: &Shared) -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            match shared.control.reload() {
+                Ok((generation, notes)) => tracing::info!(generation, ?notes, "config reloaded on SIGHUP"),
+                Err(e) => tracing::error!("reload refused, keeping the running config: {e}"),
+            }
+            continue;
+        }
+        tracing::info!("shutting down: draining requests in flight");
+        shared.shutdown.begin();
+        let start = Instant::now();
+        while shared.registry.in_flight() > 0 && start.elapsed() < DRAIN_LIMIT {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return Ok(());
+    }
+    Ok(())
+}
+
+fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener, String> {
+    let opts = ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(4096);
+    TcpListener::bind_with_config(addr, &opts).map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+}
+
+async fn worker_main(i: usize, shared: Arc<Shared>, gateway: bool, ready: mpsc::Sender<Result<(), String>>) {
+    let cfg = shared.control.config.load_full();
+    let metrics = LocalMetrics::new(shared.registry.worker(i));
+    let shard = Rc::new(Shard::new(i, shared.control.config.clone(), metrics, shared.shutdown.clone()));
+    let mut bound = Vec::new();
+    if gateway {
+        match bind(cfg.gateway.listen, "gateway") {
+            Ok(l) => bound.push((l, None)),
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        }
+    }
+    for (spec, ms) in &shared.mocks {
+        match bind(spec.listen, &format!("mock {}", spec.name)) {
+            Ok(l) => bound.push((l, Some((spec.options.clone(), ms.clone())))),
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        }
+    }
+    for (l, _) in &bound {
+        shared.shutdown.register_listener(l.as_raw_fd());
+    }
+    let _ = ready.send(Ok(()));
+    for (listener, mock) in bound {
+        match mock {
+            None => {
+                let svc = Rc::new(Gateway { shard: shard.clone() });
+                monoio::spawn(accept_loop(listener, svc, shared.shutdown.clone()));
+            }
+            Some((options, ms)) => {
+                let svc = Rc::new(MockService { options, shared: ms, shard: shard.clone() });
+                monoio::spawn(accept_loop(listener, svc, shared.shutdown.clone()));
+            }
+        }
+    }
+    // Connection tasks live on this runtime: keep it running until the process exits.
+    loop {
+        monoio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}
+
+async fn admin_main(addr: std::net::SocketAddr, shared: Arc<Shared>, ready: mpsc::Sender<Result<(), String>>) {
+    let listener = match bind(addr, "admin") {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let svc = Rc::new(Admin {
+        control: shared.control.clone(),
+        registry: shared.registry.clone(),
+        shutdown: shared.shutdown.clone(),
+    });
+    // The admin port stays up while draining so health checks can watch the drain.
+    accept_loop(listener, svc, Arc::new(Shutdown::default())).await;
+}
+
+async fn accept_loop<Svc: Service + 'static>(listener: TcpListener, svc: Rc<Svc>, shutdown: Arc<Shutdown>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                // Responses are written in as few writes as we can; Nagle would only delay them.
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(serve_conn(stream, peer, svc.clone()));
+            }
+            Err(e) => {
+                if shutdown.is_draining() {
+                    return;
+                }
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
