@@ -10,6 +10,7 @@
 //! - [`mock`]: the sans-IO brain of the built-in mock upstream.
 #![forbid(unsafe_code)]
 
+pub mod balance;
 pub mod config;
 pub mod error;
 pub mod http1;

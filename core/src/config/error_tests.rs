@@ -23,13 +23,13 @@ fn syntax_type_and_unknown_key_errors() {
         "# hi\n[gateway]\n\nlisten_on = \"x\"\n",
         4,
         "gateway.listen_on",
-        "unknown field `listen_on`",
+        "unknown key `listen_on`",
     );
     fails(
         "[frontend]\nx = 1\n",
         1,
         "frontend",
-        "unknown field `frontend`",
+        "unknown key `frontend`",
     );
     fails(&format!("{TAIL}[pools.q]\nmembers = [{{ backend = \"a\" }}, {{ backend = \"a\", weight = -1 }}]\n"),
         6, "pools.q.members[1].weight", "-1");
@@ -37,7 +37,7 @@ fn syntax_type_and_unknown_key_errors() {
         &format!("{TAIL}[backends.a.circuit_breaker]\nfailure = 3\n"),
         6,
         "backends.a.circuit_breaker.failure",
-        "unknown field",
+        "unknown key",
     );
     fails(
         &format!("{TAIL}[pools.p2]\nretry_on = [true]\n"),

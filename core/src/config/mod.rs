@@ -94,7 +94,8 @@ pub fn parse_str(text: &str, source: Option<&Path>) -> Result<Config, ConfigErro
             let key = locate::path_at(tree.get_ref(), offset)
                 .map(|p| p.to_string())
                 .or_else(|| locate::written_path_at(text, offset));
-            ConfigError::at(&file, text, offset, key, e.message().to_owned())
+            let reason = e.message().replacen("unknown field", "unknown key", 1);
+            ConfigError::at(&file, text, offset, key, reason)
         })?;
     let mut config = Config::try_from(raw).map_err(|e| {
         let offset = locate::offset_of(tree.get_ref(), &e.path);

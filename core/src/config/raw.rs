@@ -161,14 +161,14 @@ mod tests {
 
     #[test]
     fn everything_optional() {
-        let raw: RawConfig = toml::from_str("").unwrap_or_default();
+        let raw: RawConfig = toml::from_str("").unwrap();
         assert!(raw.gateway.is_none() && raw.backends.is_none() && raw.models.is_none());
     }
 
     #[test]
     fn durations_and_statuses_take_both_forms() {
         let raw: RawPool =
-            toml::from_str("bench_for = 10\nretry_on = [429, \"500-599\"]\n").unwrap_or_default();
+            toml::from_str("bench_for = 10\nretry_on = [429, \"500-599\"]\n").unwrap();
         assert_eq!(raw.bench_for, Some(RawDuration::Secs(10)));
         assert_eq!(
             raw.retry_on,

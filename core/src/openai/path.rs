@@ -135,6 +135,7 @@ mod tests {
             dialect,
             api_key: None,
             api_version: "2024-10-21".into(),
+            circuit_breaker: None,
         }
     }
 
