@@ -57,6 +57,11 @@ pub fn decode_response_head(
         }
         Err(e) => return Err(e.into()),
     };
+    // As for requests: a complete head over the limit is refused too, so the answer does not
+    // depend on how the bytes were split across reads (found by the `response_head` fuzz target).
+    if head_len > max_head_bytes {
+        return Err(DecodeError::HeadTooLarge(max_head_bytes));
+    }
     let status = res.code.unwrap_or(0);
     let version_minor = res.version.unwrap_or(1);
     let base: &[u8] = buf;
@@ -111,6 +116,21 @@ mod tests {
             assert_eq!(&h.header("retry-after").unwrap()[..], b"2");
             assert_eq!(&buf[..], b"{}");
         }
+    }
+
+    #[test]
+    fn head_over_limit_is_refused_whole_or_split() {
+        // Fuzz regression (fuzz/corpus/response_head/seed-regress-head-over-limit): a complete head
+        // larger than the limit was accepted in one read but refused when split across two.
+        let input = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8q\x89_123\r\n\r\n\
+                      1a\r\ndata: {\"choices\":[]}\n\n\r\n";
+        let mut whole = BytesMut::from(&input[..]);
+        assert_eq!(decode_response_head(&mut whole, false, 39).unwrap_err(), DecodeError::HeadTooLarge(39));
+        let mut part = BytesMut::from(&input[..66]);
+        assert_eq!(decode_response_head(&mut part, false, 39).unwrap_err(), DecodeError::HeadTooLarge(39));
+        // Exactly at the limit is still fine.
+        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\n\r\n"[..]);
+        assert!(decode_response_head(&mut b, false, 19).unwrap().is_some());
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct PeekError(#[from] serde_json::Error);
 
 #[derive(Deserialize)]
 struct RawPeek<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     model: Option<Cow<'a, str>>,
     #[serde(default)]
     stream: Option<serde_json::Value>,
@@ -38,6 +38,28 @@ struct RawPeek<'a> {
 struct StreamOptions {
     #[serde(default)]
     include_usage: Option<serde_json::Value>,
+}
+
+/// serde builds `Option<Cow<str>>` as owned; this visitor keeps the borrow unless the JSON
+/// string had escapes (then it must be unescaped into a new string).
+fn borrowed_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// Peek into a body. An empty body or a non-object (e.g. multipart audio) peeks as "nothing known".
