@@ -1,4 +1,4 @@
-//! The admin port: `/healthz`, `/metrics` (Prometheus text) and `POST /reload`.
+//! The admin port: `/healthz`, `/metrics` (Prometheus text), `/backends` and `POST /reload`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::conn::Conn;
 use crate::control::{Control, Shutdown};
+use crate::health::HealthRegistry;
 use crate::metrics::Registry;
 use crate::server::{send_error, send_response, Request, ServerLimits, Service};
 
@@ -20,6 +21,8 @@ pub struct Admin {
     pub registry: Arc<Registry>,
     /// Shutdown state, reported by `/healthz`.
     pub shutdown: Arc<Shutdown>,
+    /// Backend health, for `/backends` and the backend metrics.
+    pub health: Arc<HealthRegistry>,
 }
 
 impl Service for Admin {
@@ -43,8 +46,13 @@ impl Service for Admin {
                 }
             }
             ("/metrics", true) => {
-                let text = self.registry.render();
+                let mut text = self.registry.render();
+                text.push_str(&self.health.report(&self.control.config.load()).1);
                 send_response(conn, 200, &[], "text/plain; version=0.0.4", text.as_bytes()).await
+            }
+            ("/backends", true) => {
+                let json = self.health.report(&self.control.config.load()).0;
+                send_response(conn, 200, &[], "application/json", json.to_string().as_bytes()).await
             }
             ("/reload", false) if req.head.is_method("POST") => match self.control.reload() {
                 Ok((generation, notes)) => {
@@ -58,7 +66,7 @@ impl Service for Admin {
                     send_response(conn, 400, &[], "application/json", &body).await
                 }
             },
-            ("/healthz" | "/metrics" | "/reload", _) => {
+            ("/healthz" | "/metrics" | "/backends" | "/reload", _) => {
                 send_error(conn, &GatewayError::MethodNotAllowed, false).await;
                 true
             }

@@ -10,6 +10,8 @@
 pub mod admin;
 pub mod conn;
 pub mod control;
+pub mod failover;
+pub mod health;
 pub mod metrics;
 pub mod mock_server;
 pub mod proxy;

@@ -30,10 +30,19 @@ pub const REQUESTS: Family = Family {
     labels: &["model", "backend", "status"],
 };
 
+/// Retries: attempts after the first, by pool and the backend retried on.
+pub const RETRIES: Family = Family {
+    name: "aigw_retries_total",
+    help: "Attempts after the first one, by pool and the backend they went to.",
+    labels: &["pool", "backend"],
+};
+
 /// All counter families, indexed by position (the `family` argument of [`LocalMetrics::add`]).
-pub const FAMILIES: &[&Family] = &[&REQUESTS];
+pub const FAMILIES: &[&Family] = &[&REQUESTS, &RETRIES];
 /// Index of [`REQUESTS`] in [`FAMILIES`].
 pub const F_REQUESTS: usize = 0;
+/// Index of [`RETRIES`] in [`FAMILIES`].
+pub const F_RETRIES: usize = 1;
 
 /// Histogram bucket upper bounds in seconds.
 const BUCKETS: [f64; 18] = [

@@ -1,21 +1,18 @@
 //! The gateway service: classify the path, peek the body, pick a backend, forward, relay, record.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use aigw_core::config::{Backend, Dialect, GatewayConfig};
 use aigw_core::error::GatewayError;
-use aigw_core::http1::UpstreamHead;
-use aigw_core::openai::{backend_target, classify, peek};
-use bytes::BytesMut;
+use aigw_core::openai::{classify, peek};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::conn::Conn;
 use crate::metrics::{WorkerMetrics, F_REQUESTS};
-use crate::relay::{exchange_head, relay_body, RelayEnd, UpstreamError};
+use crate::failover::{attempt, client_head, Ask};
+use crate::relay::{relay_body, RelayEnd};
 use crate::server::{send_error, send_response, Request, ServerLimits, Service};
 use crate::shard::{Shard, Snapshot};
-use crate::upstream::UpConn;
 
 /// The client-facing service of one worker.
 pub struct Gateway {
@@ -115,106 +112,31 @@ impl Gateway {
             .models
             .resolve(model)
             .ok_or_else(|| (GatewayError::UnknownModel(model.to_string()), model.to_string()))?;
-        let pool = &cfg.pools[pool_id];
-        // Round-robin over members; priorities, weights and failover come with the pool policy.
-        let cursor = &snap.cursors[pool_id];
-        let member = pool.members[cursor.get() % pool.members.len()];
-        cursor.set(cursor.get().wrapping_add(1));
-        let backend = &cfg.backends[member.backend];
-        if model.is_empty() && backend.dialect == Dialect::Azure {
-            let e = GatewayError::BadRequest("a model is required (in the body or as the deployment)".into());
-            return Err((e, String::new()));
-        }
-
         let request_id = match req.head.header("x-request-id") {
             Some(v) if !v.is_empty() && v.len() <= 200 => String::from_utf8_lossy(v).into_owned(),
             _ => self.shard.next_request_id(),
         };
-        let upstream_target = backend_target(backend, &path, model);
-        let auth_value = backend.api_key.as_ref().map(|k| match backend.dialect {
-            Dialect::Azure => k.clone(),
-            Dialect::OpenAi => format!("Bearer {k}"),
-        });
-        let head = UpstreamHead {
-            method: &req.head.method,
-            target: &upstream_target,
-            host: &backend.authority,
-            auth: auth_value.as_deref().map(|v| match backend.dialect {
-                Dialect::Azure => ("api-key", v),
-                Dialect::OpenAi => ("authorization", v),
-            }),
-            request_id: &request_id,
-            content_length: (!req.body.is_empty() || !req.head.is_method("GET")).then_some(req.body.len() as u64),
-            client_headers: &req.head.headers,
-        };
         let g = &cfg.gateway;
-        let key = &snap.backend_keys[member.backend];
         let mut wait = Duration::ZERO;
-        let (mut up, resp) = self
-            .exchange(g, backend, key, &head, req, &mut wait)
+        let ask = Ask { req, path: &path, model, request_id: &request_id };
+        let mut won = attempt(&self.shard, snap, pool_id, &ask, &mut wait)
             .await
             .map_err(|e| (e, model.to_string()))?;
-
-        let mut head_out = BytesMut::with_capacity(512);
-        resp.encode_for_client(
-            &mut head_out,
-            &["x-request-id", "x-aigw-backend"],
-            &[("x-request-id", request_id.as_bytes()), ("x-aigw-backend", backend.name.as_bytes())],
-        );
-        let end = relay_body(conn, &mut up, &resp, head_out, g.upstream_timeout, &mut wait, |_| {}).await;
+        let name: &'s str = &cfg.backends[won.backend].name;
+        let head_out = client_head(&won, name, &request_id);
+        let end = relay_body(conn, &mut won.up, &won.resp, head_out, g.upstream_timeout, &mut wait, |_| {}).await;
+        let status = won.resp.status;
         let keep = match end {
             RelayEnd::Complete { reusable, client_keep } => {
                 if reusable {
-                    self.shard.pools.put(key, up, g.max_idle_per_backend);
+                    self.shard.pools.put(&snap.backend_keys[won.backend], won.up, g.max_idle_per_backend);
                 }
                 client_keep
             }
             RelayEnd::UpstreamFailed | RelayEnd::ClientGone => false,
         };
-        let name: &'s str = &cfg.backends[member.backend].name;
         let model_s: &'s str = cfg.models.exact.get_key_value(model).map_or("*", |(k, _)| k.as_str());
-        Ok((keep, Outcome { model: model_s, backend: name, status: resp.status, upstream_wait: wait }))
-    }
-
-    /// Send the request and read the response head, on a pooled connection when one is idle.
-    /// A pooled connection the upstream closed meanwhile is retried once on a fresh one.
-    async fn exchange(
-        &self,
-        g: &GatewayConfig,
-        backend: &Backend,
-        key: &str,
-        head: &UpstreamHead<'_>,
-        req: &Request,
-        wait: &mut Duration,
-    ) -> Result<(UpConn, aigw_core::http1::ResponseHead), GatewayError> {
-        let pools = &self.shard.pools;
-        if backend.tls {
-            return Err(GatewayError::BadGateway(format!(
-                "backend {} uses https, which this build cannot reach yet",
-                backend.name
-            )));
-        }
-        let mut pooled = pools.take(key);
-        loop {
-            let reused = pooled.is_some();
-            let mut up = match pooled.take() {
-                Some(c) => c,
-                None => {
-                    let t0 = Instant::now();
-                    let c = pools.connect(&backend.addrs, g.connect_timeout).await;
-                    *wait += t0.elapsed();
-                    c.map_err(|e| GatewayError::BadGateway(format!("cannot connect to backend {}: {e}", backend.name)))?
-                }
-            };
-            match exchange_head(&mut up, head, &req.body, g.upstream_timeout, wait).await {
-                Ok(resp) => return Ok((up, resp)),
-                Err(UpstreamError::Io(_)) if reused => continue, // stale keep-alive connection
-                Err(UpstreamError::Timeout) => {
-                    return Err(GatewayError::GatewayTimeout(g.upstream_timeout.as_millis() as u64))
-                }
-                Err(e) => return Err(GatewayError::BadGateway(format!("backend {}: {e}", backend.name))),
-            }
-        }
+        Ok((keep, Outcome { model: model_s, backend: name, status, upstream_wait: wait }))
     }
 }
 

@@ -5,10 +5,12 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use aigw_core::balance::{BackendState, WrrState};
 use aigw_core::config::Config;
 use arc_swap::ArcSwap;
 
 use crate::control::Shutdown;
+use crate::health::HealthRegistry;
 use crate::metrics::LocalMetrics;
 use crate::upstream::UpstreamPools;
 
@@ -23,10 +25,14 @@ pub struct Snapshot {
     pub cursors: Vec<Cell<usize>>,
     /// `GET /v1/models` answer, built once per config.
     pub models_json: bytes::Bytes,
+    /// Shared health per backend id.
+    pub health: Vec<Arc<BackendState>>,
+    /// Smooth weighted round-robin state per pool (per worker).
+    pub wrr: Vec<RefCell<WrrState>>,
 }
 
 impl Snapshot {
-    fn new(cfg: Arc<Config>) -> Self {
+    fn new(cfg: Arc<Config>, registry: &HealthRegistry) -> Self {
         let backend_keys = cfg.backends.iter().map(|b| format!("{}|{}|{:?}", b.name, b.url, b.addrs)).collect();
         let cursors = cfg.pools.iter().map(|_| Cell::new(0)).collect();
         let mut names: Vec<&String> = cfg.models.exact.keys().collect();
@@ -36,7 +42,9 @@ impl Snapshot {
             .map(|n| serde_json::json!({"id": n, "object": "model", "created": 0, "owned_by": "aigw"}))
             .collect();
         let models_json = serde_json::json!({"object": "list", "data": data}).to_string().into();
-        Snapshot { cfg, backend_keys, cursors, models_json }
+        let health = registry.resolve(&cfg);
+        let wrr = cfg.pools.iter().map(|_| RefCell::new(WrrState::default())).collect();
+        Snapshot { cfg, backend_keys, cursors, models_json, health, wrr }
     }
 }
 
@@ -52,27 +60,47 @@ pub struct Shard {
     pub metrics: LocalMetrics,
     /// Process-wide shutdown flag.
     pub shutdown: Arc<Shutdown>,
+    /// Shared backend health.
+    pub health: Arc<HealthRegistry>,
+    rng: Cell<u64>,
     requests: Cell<u64>,
     seed: u64,
 }
 
 impl Shard {
     /// A shard reading config from `global`.
-    pub fn new(id: usize, global: Arc<ArcSwap<Config>>, metrics: LocalMetrics, shutdown: Arc<Shutdown>) -> Self {
-        let snap = Rc::new(Snapshot::new(global.load_full()));
+    pub fn new(
+        id: usize,
+        global: Arc<ArcSwap<Config>>,
+        metrics: LocalMetrics,
+        shutdown: Arc<Shutdown>,
+        health: Arc<HealthRegistry>,
+    ) -> Self {
+        let snap = Rc::new(Snapshot::new(global.load_full(), &health));
         let pools = UpstreamPools::new(metrics.shared.clone());
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
             ^ ((id as u64) << 56);
-        Shard { id, global, current: RefCell::new(snap), pools, metrics, shutdown, requests: Cell::new(0), seed }
+        Shard {
+            id,
+            global,
+            current: RefCell::new(snap),
+            pools,
+            metrics,
+            shutdown,
+            health,
+            rng: Cell::new(seed | 1),
+            requests: Cell::new(0),
+            seed,
+        }
     }
 
     /// The config for a new request: one atomic load and a pointer compare when nothing changed.
     pub fn snapshot(&self) -> Rc<Snapshot> {
         let latest = self.global.load();
         if !Arc::ptr_eq(&latest, &self.current.borrow().cfg) {
-            let snap = Rc::new(Snapshot::new(Arc::clone(&latest)));
+            let snap = Rc::new(Snapshot::new(Arc::clone(&latest), &self.health));
             // Keep warm connections to backends whose name and address did not change.
             self.pools.retain(&snap.backend_keys);
             *self.current.borrow_mut() = snap;
@@ -89,11 +117,11 @@ impl Shard {
 
     /// A cheap per-worker pseudo-random number in 0..1 (xorshift over the request counter).
     pub fn rand01(&self) -> f64 {
-        let mut x = self.seed ^ self.requests.get().wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut x = self.rng.get();
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        self.requests.set(self.requests.get().wrapping_add(1));
+        self.rng.set(x);
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
 }

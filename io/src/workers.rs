@@ -13,6 +13,7 @@ use monoio::net::{ListenerOpts, TcpListener};
 
 use crate::admin::Admin;
 use crate::control::{Control, Shutdown};
+use crate::health::HealthRegistry;
 use crate::metrics::{LocalMetrics, Registry};
 use crate::mock_server::MockService;
 use crate::proxy::Gateway;
@@ -40,6 +41,7 @@ struct Shared {
     control: Arc<Control>,
     registry: Arc<Registry>,
     shutdown: Arc<Shutdown>,
+    health: Arc<HealthRegistry>,
     mocks: Vec<(MockSpec, Arc<MockShared>)>,
 }
 
@@ -54,6 +56,7 @@ pub fn run(cfg: Config, path: Option<std::path::PathBuf>, plan: Plan, on_ready: 
         control: Arc::new(Control::new(cfg, path)),
         registry: Arc::new(Registry::new(plan.workers)),
         shutdown: Arc::new(Shutdown::default()),
+        health: Arc::new(HealthRegistry::default()),
         mocks: plan.mocks.iter().map(|m| (m.clone(), Arc::new(MockShared::new(m.options.region.clone())))).collect(),
     });
     let (tx, rx) = mpsc::channel::<Result<(), String>>();
@@ -126,7 +129,13 @@ fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener, String> {
 async fn worker_main(i: usize, shared: Arc<Shared>, gateway: bool, ready: mpsc::Sender<Result<(), String>>) {
     let cfg = shared.control.config.load_full();
     let metrics = LocalMetrics::new(shared.registry.worker(i));
-    let shard = Rc::new(Shard::new(i, shared.control.config.clone(), metrics, shared.shutdown.clone()));
+    let shard = Rc::new(Shard::new(
+        i,
+        shared.control.config.clone(),
+        metrics,
+        shared.shutdown.clone(),
+        shared.health.clone(),
+    ));
     let mut bound = Vec::new();
     if gateway {
         match bind(cfg.gateway.listen, "gateway") {
@@ -181,6 +190,7 @@ async fn admin_main(addr: std::net::SocketAddr, shared: Arc<Shared>, ready: mpsc
         control: shared.control.clone(),
         registry: shared.registry.clone(),
         shutdown: shared.shutdown.clone(),
+        health: shared.health.clone(),
     });
     // The admin port stays up while draining so health checks can watch the drain.
     accept_loop(listener, svc, Arc::new(Shutdown::default())).await;
