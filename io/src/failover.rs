@@ -155,12 +155,6 @@ async fn try_backend(
 ) -> Result<(UpConn, ResponseHead), GatewayError> {
     let g = &snap.cfg.gateway;
     let backend = &snap.cfg.backends[bid];
-    if backend.tls {
-        return Err(GatewayError::BadGateway(format!(
-            "backend {} uses https, which this build cannot reach yet",
-            backend.name
-        )));
-    }
     if ask.model.is_empty() && backend.dialect == Dialect::Azure {
         return Err(GatewayError::BadRequest("a model is required (in the body or as the deployment)".into()));
     }

@@ -14,6 +14,14 @@ pub(super) fn backend(name: &str, b: &RawBackend) -> Result<Backend> {
         return Err(invalid(key_path!["backends", name], "missing key \"url\""));
     };
     let parts = parse_url(&url).map_err(|e| invalid(at("url"), e))?;
+    if parts.tls {
+        // Refused at load rather than failing every request later: TLS to upstreams is not
+        // wired into the data plane yet.
+        return Err(invalid(
+            at("url"),
+            format!("https backends are not supported yet (\"{url}\"); use an http:// endpoint or a TLS-terminating sidecar"),
+        ));
+    }
     let addrs = resolve(&parts.host, parts.port).map_err(|e| invalid(at("url"), e))?;
     let dialect = match b.dialect.as_deref() {
         None | Some("openai") => Dialect::OpenAi,
