@@ -11,14 +11,21 @@ fuzz_target!(|body: &[u8]| {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     let r = peek(body);
     if first != Some(&b'{') {
-        assert_eq!(r.as_ref().ok(), Some(&Peek::default()), "a non-object must peek as nothing");
+        assert_eq!(
+            r.as_ref().ok(),
+            Some(&Peek::default()),
+            "a non-object must peek as nothing"
+        );
         return;
     }
     let Ok(p) = r else { return };
     if let Some(Cow::Borrowed(m)) = &p.model {
         let range = body.as_ptr_range();
         let mp = m.as_ptr();
-        assert!(range.start <= mp && mp <= range.end, "borrowed model is not inside the body");
+        assert!(
+            range.start <= mp && mp <= range.end,
+            "borrowed model is not inside the body"
+        );
     }
     // JSON allows trailing whitespace: appending some must not change the answer.
     let mut padded = body.to_vec();

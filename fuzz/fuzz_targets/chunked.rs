@@ -29,13 +29,24 @@ fn run(parts: &[&[u8]]) -> Outcome {
                 }
                 offset += p.consumed;
                 if p.done {
-                    return Outcome { data, result: Ok((offset, true)) };
+                    return Outcome {
+                        data,
+                        result: Ok((offset, true)),
+                    };
                 }
             }
-            Err(e) => return Outcome { data, result: Err(e) },
+            Err(e) => {
+                return Outcome {
+                    data,
+                    result: Err(e),
+                }
+            }
         }
     }
-    Outcome { data, result: Ok((offset, false)) }
+    Outcome {
+        data,
+        result: Ok((offset, false)),
+    }
 }
 
 fuzz_target!(|input: &[u8]| {
@@ -56,7 +67,13 @@ fuzz_target!(|input: &[u8]| {
     if let Ok(p) = d.feed(input, |_| {}) {
         if p.done {
             let again = d.feed(input, |_| panic!("data after the end of the body"));
-            assert_eq!(again, Ok(aigw_core::http1::Progress { consumed: 0, done: true }));
+            assert_eq!(
+                again,
+                Ok(aigw_core::http1::Progress {
+                    consumed: 0,
+                    done: true
+                })
+            );
         }
     }
 });

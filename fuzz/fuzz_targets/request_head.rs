@@ -47,10 +47,19 @@ fn same_head(a: &RequestHead, b: &RequestHead) -> bool {
 
 /// Invariants of any successful decode of `data` under `limits`.
 fn check_ok(data: &[u8], head: &RequestHead, rest: &[u8], limits: &HeadLimits) {
-    assert!(data.ends_with(rest), "what is left must be the tail of the input");
+    assert!(
+        data.ends_with(rest),
+        "what is left must be the tail of the input"
+    );
     let head_len = data.len() - rest.len();
-    assert!(head_len <= limits.max_head_bytes, "accepted a head over max_head_bytes");
-    assert!(head.headers.len() <= limits.max_headers, "accepted more than max_headers");
+    assert!(
+        head_len <= limits.max_head_bytes,
+        "accepted a head over max_head_bytes"
+    );
+    assert!(
+        head.headers.len() <= limits.max_headers,
+        "accepted more than max_headers"
+    );
     assert!(!head.method.is_empty(), "empty method");
     assert!(head.version_minor <= 1, "version other than 1.0/1.1");
     let consumed = &data[..head_len];
@@ -85,7 +94,10 @@ fuzz_target!(|data: &[u8]| {
     let (r2, rest2) = split(data, cut, &limits);
     match (&r1, &r2) {
         (Ok(Some(a)), Ok(Some(b))) => {
-            assert!(same_head(a, b), "split at {cut} changed the head:\n{a:?}\nvs\n{b:?}");
+            assert!(
+                same_head(a, b),
+                "split at {cut} changed the head:\n{a:?}\nvs\n{b:?}"
+            );
             assert_eq!(rest1, rest2, "split at {cut} left different bytes");
             check_ok(data, a, &rest1, &limits);
         }

@@ -40,14 +40,21 @@ fn same_head(a: &ResponseHead, b: &ResponseHead) -> bool {
 }
 
 fn check_ok(data: &[u8], head: &ResponseHead, rest: &[u8], head_request: bool) {
-    assert!(data.ends_with(rest), "what is left must be the tail of the input");
+    assert!(
+        data.ends_with(rest),
+        "what is left must be the tail of the input"
+    );
     assert!(head.version_minor <= 1);
     assert!(head.headers.len() <= 128);
-    if head_request || head.status == 204 || head.status == 304 || (100..200).contains(&head.status) {
+    if head_request || head.status == 204 || head.status == 304 || (100..200).contains(&head.status)
+    {
         assert_eq!(head.framing, BodyFraming::Empty);
     }
     if head.framing == BodyFraming::UntilClose {
-        assert!(!head.keep_alive, "a close-delimited body cannot keep the connection");
+        assert!(
+            !head.keep_alive,
+            "a close-delimited body cannot keep the connection"
+        );
     }
     let _ = head.header("content-type");
 }
@@ -55,14 +62,21 @@ fn check_ok(data: &[u8], head: &ResponseHead, rest: &[u8], head_request: bool) {
 fuzz_target!(|data: &[u8]| {
     let seed = mix(data);
     let head_request = seed & 1 == 1;
-    let max = if seed & 2 == 0 { 64 * 1024 } else { split_point(seed >> 24, data.len() + 64) };
+    let max = if seed & 2 == 0 {
+        64 * 1024
+    } else {
+        split_point(seed >> 24, data.len() + 64)
+    };
 
     let (r1, rest1) = whole(data, head_request, max);
     let cut = split_point(seed >> 8, data.len());
     let (r2, rest2) = split(data, cut, head_request, max);
     match (&r1, &r2) {
         (Ok(Some(a)), Ok(Some(b))) => {
-            assert!(same_head(a, b), "split at {cut} changed the head:\n{a:?}\nvs\n{b:?}");
+            assert!(
+                same_head(a, b),
+                "split at {cut} changed the head:\n{a:?}\nvs\n{b:?}"
+            );
             assert_eq!(rest1, rest2, "split at {cut} left different bytes");
             check_ok(data, a, &rest1, head_request);
         }

@@ -38,7 +38,7 @@ region = "west-us-2"
 fail_status = 503
 
 [backends.westus]
-url = "https://localhost:8443/base/"
+url = "http://localhost:8443/base/"
 api_key = "sk-literal"
 
 [backends.eastus]
@@ -169,7 +169,7 @@ fn full_file() {
     assert!(!cb.honor_retry_after && cb.counts(503) && cb.counts(525) && !cb.counts(429));
     assert_eq!(
         (w.dialect, w.tls, w.host.as_str(), w.port),
-        (Dialect::OpenAi, true, "localhost", 8443)
+        (Dialect::OpenAi, false, "localhost", 8443)
     );
     assert_eq!(
         (w.authority.as_str(), w.base_path.as_str()),
