@@ -109,12 +109,16 @@ pub struct LocalMetrics {
     /// The shared half.
     pub shared: Arc<WorkerMetrics>,
     series: RefCell<HashMap<u64, Vec<(Box<[String]>, Arc<AtomicU64>)>>>,
+    count: std::cell::Cell<usize>,
 }
+
+/// Most label sets one worker creates before folding new ones into `_other`.
+const MAX_SERIES_PER_WORKER: usize = 4096;
 
 impl LocalMetrics {
     /// Local face of `shared`.
     pub fn new(shared: Arc<WorkerMetrics>) -> Self {
-        LocalMetrics { shared, series: RefCell::new(HashMap::new()) }
+        LocalMetrics { shared, series: RefCell::new(HashMap::new()), count: std::cell::Cell::new(0) }
     }
 
     /// Add `v` to the series of `family` with these label values (in the family's label order).
@@ -129,6 +133,14 @@ impl LocalMetrics {
             bump(c, v);
             return;
         }
+        // Label values can come from clients (model names via "*"): past the cap, new series
+        // fold into one "_other" series instead of growing without bound.
+        if self.count.get() >= MAX_SERIES_PER_WORKER && labels.iter().any(|l| *l != "_other") {
+            drop(map);
+            let other: Vec<&str> = labels.iter().map(|_| "_other").collect();
+            return self.add(family, &other, v);
+        }
+        self.count.set(self.count.get() + 1);
         let labels: Box<[String]> = labels.iter().map(|s| s.to_string()).collect();
         let value = Arc::new(AtomicU64::new(v));
         self.shared.new_series.push(Series { family, labels: labels.clone(), value: value.clone() });
@@ -256,5 +268,11 @@ mod tests {
         // A second scrape sees later increments on already-known series.
         a.add(F_REQUESTS, &["m", "east", "200"], 1);
         assert!(reg.render().contains("status=\"200\"} 6"));
+        // Client-chosen label values cannot grow the registry without bound.
+        for i in 0..MAX_SERIES_PER_WORKER + 10 {
+            a.add(F_REQUESTS, &[&format!("model-{i}"), "east", "200"], 1);
+        }
+        let text = reg.render();
+        assert!(text.contains("model=\"_other\",backend=\"_other\",status=\"_other\"} 11"), "folded");
     }
 }

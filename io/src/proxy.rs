@@ -38,7 +38,7 @@ impl Drop for InFlight<'_> {
 
 /// What the metrics and the access log need about one answered request.
 struct Outcome<'a> {
-    model: &'a str,
+    model: String,
     backend: &'a str,
     status: u16,
     upstream_wait: Duration,
@@ -65,7 +65,7 @@ impl Service for Gateway {
         let _guard = InFlight::new(&shard.metrics.shared);
         let snap = shard.snapshot();
         let (keep, outcome_status, model, backend, wait) = match self.handle(&snap, &req, conn).await {
-            Ok((keep, o)) => (keep, o.status, o.model.to_string(), o.backend.to_string(), o.upstream_wait),
+            Ok((keep, o)) => (keep, o.status, o.model, o.backend.to_string(), o.upstream_wait),
             Err((e, model)) => {
                 send_error(conn, &e, false).await;
                 (true, e.status(), model, String::new(), Duration::ZERO)
@@ -135,11 +135,10 @@ impl Gateway {
             }
             RelayEnd::UpstreamFailed | RelayEnd::ClientGone => false,
         };
-        let model_s: &'s str = cfg.models.exact.get_key_value(model).map_or("*", |(k, _)| k.as_str());
-        Ok((keep, Outcome { model: model_s, backend: name, status, upstream_wait: wait }))
+        Ok((keep, Outcome { model: model.to_string(), backend: name, status, upstream_wait: wait }))
     }
 }
 
 fn outcome(model: &'static str, backend: &'static str, status: u16) -> Outcome<'static> {
-    Outcome { model, backend, status, upstream_wait: Duration::ZERO }
+    Outcome { model: model.to_string(), backend, status, upstream_wait: Duration::ZERO }
 }
