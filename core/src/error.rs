@@ -40,6 +40,23 @@ pub enum GatewayError {
     /// HTTP version other than 1.0/1.1.
     #[error("HTTP version not supported")]
     Version,
+    /// No or an unknown key while consumers are configured.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller may not do this (model not allowed, quota spent).
+    #[error("{message}")]
+    Forbidden {
+        /// Human text.
+        message: String,
+        /// OpenAI `code`.
+        code: &'static str,
+    },
+    /// The caller's token rate limit is exhausted.
+    #[error("Token limit is exceeded. Try again in {} seconds.", retry_after_ms.div_ceil(1000).max(1))]
+    RateLimited {
+        /// When the request would fit, in milliseconds.
+        retry_after_ms: u64,
+    },
     /// The request head or body did not arrive in time.
     #[error("the request did not arrive in time")]
     RequestTimeout,
@@ -50,6 +67,9 @@ impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
             GatewayError::BadRequest(_) | GatewayError::UnknownModel(_) => 400,
+            GatewayError::Unauthorized(_) => 401,
+            GatewayError::Forbidden { .. } => 403,
+            GatewayError::RateLimited { .. } => 429,
             GatewayError::NotFound(_) => 404,
             GatewayError::MethodNotAllowed => 405,
             GatewayError::RequestTimeout => 408,
@@ -65,6 +85,8 @@ impl GatewayError {
     /// OpenAI's `type` field.
     pub fn error_type(&self) -> &'static str {
         match self.status() {
+            401 => "authentication_error",
+            429 => "tokens",
             400..=499 => "invalid_request_error",
             _ => "server_error",
         }
@@ -74,6 +96,9 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::Unauthorized(_) => "invalid_api_key",
+            GatewayError::Forbidden { code, .. } => code,
+            GatewayError::RateLimited { .. } => "rate_limit_exceeded",
             GatewayError::UnknownModel(_) => "DeploymentNotFound",
             GatewayError::NotFound(_) => "not_found",
             GatewayError::MethodNotAllowed => "method_not_allowed",
@@ -91,6 +116,15 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             GatewayError::Unavailable { retry_after_secs, .. } => *retry_after_secs,
+            GatewayError::RateLimited { retry_after_ms } => Some(retry_after_ms.div_ceil(1000).max(1)),
+            _ => None,
+        }
+    }
+
+    /// The `retry-after-ms` value to send, if any.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            GatewayError::RateLimited { retry_after_ms } => Some(*retry_after_ms),
             _ => None,
         }
     }
@@ -181,6 +215,13 @@ mod tests {
         assert_eq!(v["error"]["message"], "Invalid model or deployment-id: 'a\"b'");
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert_eq!(v["error"]["code"], "DeploymentNotFound");
+    }
+
+    #[test]
+    fn rate_limited_says_when() {
+        let e = GatewayError::RateLimited { retry_after_ms: 1500 };
+        assert_eq!((e.status(), e.retry_after(), e.retry_after_ms()), (429, Some(2), Some(1500)));
+        assert_eq!(e.to_string(), "Token limit is exceeded. Try again in 2 seconds.");
     }
 
     #[test]

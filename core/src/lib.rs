@@ -10,10 +10,12 @@
 //! - [`mock`]: the sans-IO brain of the built-in mock upstream.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod balance;
 pub mod config;
 pub mod error;
 pub mod http1;
+pub mod limit;
 pub mod mock;
 pub mod openai;
 pub mod tokens;

@@ -10,6 +10,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use crate::conn::Conn;
 use crate::control::{Control, Shutdown};
 use crate::health::HealthRegistry;
+use crate::record::Sinks;
 use crate::metrics::Registry;
 use crate::server::{send_error, send_response, Request, ServerLimits, Service};
 
@@ -23,6 +24,8 @@ pub struct Admin {
     pub shutdown: Arc<Shutdown>,
     /// Backend health, for `/backends` and the backend metrics.
     pub health: Arc<HealthRegistry>,
+    /// Log sinks, for their dropped-line counters.
+    pub sinks: Arc<Sinks>,
 }
 
 impl Service for Admin {
@@ -48,6 +51,13 @@ impl Service for Admin {
             ("/metrics", true) => {
                 let mut text = self.registry.render();
                 text.push_str(&self.health.report(&self.control.config.load()).1);
+                text.push_str(
+                    "# HELP aigw_log_dropped_total Log lines dropped because the writer could not keep up.\n# TYPE aigw_log_dropped_total counter\n",
+                );
+                for (name, sink) in [("access", &self.sinks.access), ("messages", &self.sinks.messages)] {
+                    let n = sink.as_ref().map_or(0, |s| s.dropped.load(std::sync::atomic::Ordering::Relaxed));
+                    text.push_str(&format!("aigw_log_dropped_total{{log=\"{name}\"}} {n}\n"));
+                }
                 send_response(conn, 200, &[], "text/plain; version=0.0.4", text.as_bytes()).await
             }
             ("/backends", true) => {

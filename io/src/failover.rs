@@ -200,18 +200,19 @@ async fn try_backend(
     }
 }
 
-/// The head sent to the client for a won response.
-pub fn client_head(won: &Won, backend_name: &str, request_id: &str) -> BytesMut {
+/// The head sent to the client for a won response; `rate` (the caller's own rate-limit headers)
+/// replaces the backend's headers of the same names.
+pub fn client_head(won: &Won, backend_name: &str, request_id: &str, rate: &[(&str, &[u8])]) -> BytesMut {
     let mut out = BytesMut::with_capacity(512);
     let mut n = itoa::Buffer::new();
-    won.resp.encode_for_client(
-        &mut out,
-        &["x-request-id", "x-aigw-backend", "x-aigw-attempts"],
-        &[
-            ("x-request-id", request_id.as_bytes()),
-            ("x-aigw-backend", backend_name.as_bytes()),
-            ("x-aigw-attempts", n.format(won.attempts).as_bytes()),
-        ],
-    );
+    let mut replace = vec!["x-request-id", "x-aigw-backend", "x-aigw-attempts"];
+    replace.extend(rate.iter().map(|(k, _)| *k));
+    let mut extra: Vec<(&str, &[u8])> = vec![
+        ("x-request-id", request_id.as_bytes()),
+        ("x-aigw-backend", backend_name.as_bytes()),
+        ("x-aigw-attempts", n.format(won.attempts).as_bytes()),
+    ];
+    extra.extend_from_slice(rate);
+    won.resp.encode_for_client(&mut out, &replace, &extra);
     out
 }

@@ -8,13 +8,16 @@
 //! - [`shard`]: per-worker state; [`control`]: config cell, reload, shutdown.
 
 pub mod admin;
+pub mod admission;
 pub mod conn;
 pub mod control;
 pub mod failover;
 pub mod health;
+pub mod logsink;
 pub mod metrics;
 pub mod mock_server;
 pub mod proxy;
+pub mod record;
 pub mod relay;
 pub mod runtime;
 pub mod server;

@@ -37,8 +37,35 @@ pub const RETRIES: Family = Family {
     labels: &["pool", "backend"],
 };
 
+/// Tokens, by type and the configured dimensions (label names vary with `[metrics] dimensions`).
+pub const TOKENS: Family = Family {
+    name: "aigw_tokens_total",
+    help: "Tokens counted from upstream usage (or the streamed text), by type and the configured dimensions.",
+    labels: &[],
+};
+
+/// Requests refused by a token limit or quota.
+pub const REJECTIONS: Family = Family {
+    name: "aigw_ratelimit_rejections_total",
+    help: "Requests refused before reaching a backend by a token rate limit or quota.",
+    labels: &["consumer", "reason"],
+};
+
+/// Requests per consumer.
+pub const CONSUMER_REQUESTS: Family = Family {
+    name: "aigw_consumer_requests_total",
+    help: "Requests answered, by consumer and status.",
+    labels: &["consumer", "status"],
+};
+
 /// All counter families, indexed by position (the `family` argument of [`LocalMetrics::add`]).
-pub const FAMILIES: &[&Family] = &[&REQUESTS, &RETRIES];
+pub const FAMILIES: &[&Family] = &[&REQUESTS, &RETRIES, &TOKENS, &REJECTIONS, &CONSUMER_REQUESTS];
+/// Index of [`TOKENS`] in [`FAMILIES`].
+pub const F_TOKENS: usize = 2;
+/// Index of [`REJECTIONS`] in [`FAMILIES`].
+pub const F_REJECTIONS: usize = 3;
+/// Index of [`CONSUMER_REQUESTS`] in [`FAMILIES`].
+pub const F_CONSUMER_REQUESTS: usize = 4;
 /// Index of [`REQUESTS`] in [`FAMILIES`].
 pub const F_REQUESTS: usize = 0;
 /// Index of [`RETRIES`] in [`FAMILIES`].
@@ -76,6 +103,7 @@ fn bump(a: &AtomicU64, v: u64) {
 #[derive(Debug)]
 struct Series {
     family: usize,
+    names: Box<[&'static str]>,
     labels: Box<[String]>,
     value: Arc<AtomicU64>,
 }
@@ -93,6 +121,8 @@ pub struct WorkerMetrics {
     pub latency: Histogram,
     /// Gateway overhead: total minus time spent waiting on the upstream.
     pub overhead: Histogram,
+    /// Time to the first body byte of streamed responses.
+    pub ttft: Histogram,
     new_series: SegQueue<Series>,
 }
 
@@ -108,7 +138,8 @@ impl WorkerMetrics {
 pub struct LocalMetrics {
     /// The shared half.
     pub shared: Arc<WorkerMetrics>,
-    series: RefCell<HashMap<u64, Vec<(Box<[String]>, Arc<AtomicU64>)>>>,
+    #[allow(clippy::type_complexity)]
+    series: RefCell<HashMap<u64, Vec<(Box<[&'static str]>, Box<[String]>, Arc<AtomicU64>)>>>,
     count: std::cell::Cell<usize>,
 }
 
@@ -123,13 +154,22 @@ impl LocalMetrics {
 
     /// Add `v` to the series of `family` with these label values (in the family's label order).
     pub fn add(&self, family: usize, labels: &[&str], v: u64) {
+        self.add_named(family, FAMILIES[family].labels, labels, v);
+    }
+
+    /// Add `v` to a series whose label names are given here (families with configurable labels).
+    pub fn add_named(&self, family: usize, names: &[&'static str], labels: &[&str], v: u64) {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         family.hash(&mut h);
+        names.hash(&mut h);
         labels.hash(&mut h);
         let key = h.finish();
         let mut map = self.series.borrow_mut();
         let bucket = map.entry(key).or_default();
-        if let Some((_, c)) = bucket.iter().find(|(l, _)| l.iter().map(String::as_str).eq(labels.iter().copied())) {
+        if let Some((_, _, c)) = bucket
+            .iter()
+            .find(|(n, l, _)| n[..] == *names && l.iter().map(String::as_str).eq(labels.iter().copied()))
+        {
             bump(c, v);
             return;
         }
@@ -138,13 +178,19 @@ impl LocalMetrics {
         if self.count.get() >= MAX_SERIES_PER_WORKER && labels.iter().any(|l| *l != "_other") {
             drop(map);
             let other: Vec<&str> = labels.iter().map(|_| "_other").collect();
-            return self.add(family, &other, v);
+            return self.add_named(family, names, &other, v);
         }
         self.count.set(self.count.get() + 1);
         let labels: Box<[String]> = labels.iter().map(|s| s.to_string()).collect();
+        let names: Box<[&'static str]> = names.into();
         let value = Arc::new(AtomicU64::new(v));
-        self.shared.new_series.push(Series { family, labels: labels.clone(), value: value.clone() });
-        bucket.push((labels, value));
+        self.shared.new_series.push(Series {
+            family,
+            names: names.clone(),
+            labels: labels.clone(),
+            value: value.clone(),
+        });
+        bucket.push((names, labels, value));
     }
 }
 
@@ -182,24 +228,26 @@ impl Registry {
                 known.push(s);
             }
         }
-        let mut sums: Vec<(usize, &[String], u64)> = Vec::new();
-        let mut index: HashMap<(usize, &[String]), usize> = HashMap::new();
+        type Key<'k> = (usize, &'k [&'static str], &'k [String]);
+        let mut sums: Vec<(Key<'_>, u64)> = Vec::new();
+        let mut index: HashMap<Key<'_>, usize> = HashMap::new();
         for s in known.iter() {
             let v = s.value.load(Relaxed);
-            match index.get(&(s.family, &s.labels[..])) {
-                Some(&i) => sums[i].2 += v,
+            let key = (s.family, &s.names[..], &s.labels[..]);
+            match index.get(&key) {
+                Some(&i) => sums[i].1 += v,
                 None => {
-                    index.insert((s.family, &s.labels[..]), sums.len());
-                    sums.push((s.family, &s.labels[..], v));
+                    index.insert(key, sums.len());
+                    sums.push((key, v));
                 }
             }
         }
         let mut out = String::with_capacity(4096);
         for (fi, f) in FAMILIES.iter().enumerate() {
             let _ = writeln!(out, "# HELP {} {}\n# TYPE {} counter", f.name, f.help, f.name);
-            for (_, labels, v) in sums.iter().filter(|(x, _, _)| *x == fi) {
+            for ((_, names, labels), v) in sums.iter().filter(|((x, _, _), _)| *x == fi) {
                 let _ = write!(out, "{}{{", f.name);
-                for (i, (n, val)) in f.labels.iter().zip(labels.iter()).enumerate() {
+                for (i, (n, val)) in names.iter().zip(labels.iter()).enumerate() {
                     let sep = if i == 0 { "" } else { "," };
                     let _ = write!(out, "{sep}{n}=\"{}\"", escape(val));
                 }
@@ -218,6 +266,12 @@ impl Registry {
             "# HELP aigw_upstream_connects_total Upstream connections opened.\n# TYPE aigw_upstream_connects_total counter\naigw_upstream_connects_total {connects}"
         );
         self.render_hist(&mut out, "aigw_request_duration_seconds", "Total request latency.", |w| &w.latency);
+        self.render_hist(
+            &mut out,
+            "aigw_time_to_first_token_seconds",
+            "Time from the request to the first body byte of a streamed response.",
+            |w| &w.ttft,
+        );
         self.render_hist(
             &mut out,
             "aigw_gateway_overhead_seconds",

@@ -1,18 +1,27 @@
-//! The gateway service: classify the path, peek the body, pick a backend, forward, relay, record.
+//! The gateway service: classify the path, check the caller, peek the body, reserve tokens, pick
+//! a backend (with failover), relay the answer while tapping its usage, then settle and record.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aigw_core::error::GatewayError;
-use aigw_core::openai::{classify, peek};
+use aigw_core::openai::{classify, peek, UsageTap};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+use crate::admission::{authenticate, reserve, Caller};
 use crate::conn::Conn;
-use crate::metrics::{WorkerMetrics, F_REQUESTS};
 use crate::failover::{attempt, client_head, Ask};
+use crate::health::{now_ms, unix_secs};
+use crate::metrics::WorkerMetrics;
+use crate::record::{finish, Record};
 use crate::relay::{relay_body, RelayEnd};
-use crate::server::{send_error, send_response, Request, ServerLimits, Service};
+use crate::server::{send_error_with, send_response, Request, ServerLimits, Service};
 use crate::shard::{Shard, Snapshot};
+
+/// Largest JSON response the usage tap buffers to find `usage` (bigger ones are relayed untouched).
+const TAP_MAX_JSON: usize = 4 * 1024 * 1024;
+/// Most reply text kept for counting and the message store.
+const TAP_MAX_TEXT: usize = 1024 * 1024;
 
 /// The client-facing service of one worker.
 pub struct Gateway {
@@ -36,12 +45,9 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// What the metrics and the access log need about one answered request.
-struct Outcome<'a> {
-    model: String,
-    backend: &'a str,
-    status: u16,
-    upstream_wait: Duration,
+/// The buckets' monotonic clock in nanoseconds.
+fn now_ns() -> u64 {
+    now_ms().saturating_mul(1_000_000)
 }
 
 impl Service for Gateway {
@@ -64,69 +70,123 @@ impl Service for Gateway {
         let shard = &self.shard;
         let _guard = InFlight::new(&shard.metrics.shared);
         let snap = shard.snapshot();
-        let (keep, outcome_status, model, backend, wait) = match self.handle(&snap, &req, conn).await {
-            Ok((keep, o)) => (keep, o.status, o.model, o.backend.to_string(), o.upstream_wait),
-            Err((e, model)) => {
-                send_error(conn, &e, false).await;
-                (true, e.status(), model, String::new(), Duration::ZERO)
+        let mut rec = Record {
+            request_id: match req.head.header("x-request-id") {
+                Some(v) if !v.is_empty() && v.len() <= 200 => String::from_utf8_lossy(v).into_owned(),
+                _ => shard.next_request_id(),
+            },
+            ..Record::default()
+        };
+        let keep = match self.handle(&snap, &req, conn, &mut rec).await {
+            Ok(keep) => keep,
+            Err(e) => {
+                rec.status = e.status();
+                let id = [("x-request-id", rec.request_id.as_str())];
+                send_error_with(conn, &e, false, &id).await;
+                true
             }
         };
-        let total = req.started.elapsed();
-        let m = &shard.metrics;
-        let mut code = itoa::Buffer::new();
-        m.add(F_REQUESTS, &[&model, &backend, code.format(outcome_status)], 1);
-        m.shared.latency.observe(total);
-        m.shared.overhead.observe(total.saturating_sub(wait));
+        finish(shard, &snap, &rec, req.peer, req.started, &req);
         keep
     }
 }
 
 impl Gateway {
-    /// Route and forward one request. `Err` carries an error to answer and the model for metrics.
-    async fn handle<'s, S: AsyncReadRent + AsyncWriteRent>(
+    /// Route and forward one request, filling `rec` as facts become known.
+    async fn handle<S: AsyncReadRent + AsyncWriteRent>(
         &self,
-        snap: &'s Snapshot,
+        snap: &Snapshot,
         req: &Request,
         conn: &mut Conn<S>,
-    ) -> Result<(bool, Outcome<'s>), (GatewayError, String)> {
+        rec: &mut Record,
+    ) -> Result<bool, GatewayError> {
         let cfg = &snap.cfg;
         let target = std::str::from_utf8(&req.head.target).unwrap_or("");
         let path = match classify(target) {
             Ok(p) => p,
             Err(_) if req.head.path() == "/status-0123456789abcdef" => {
-                let ok = send_response(conn, 200, &[], "application/json", b"{\"status\":\"ok\"}").await;
-                return Ok((ok, outcome("", "", 200)));
+                rec.status = 200;
+                return Ok(send_response(conn, 200, &[], "application/json", b"{\"status\":\"ok\"}").await);
             }
-            Err(e) => return Err((GatewayError::NotFound(e.to_string()), String::new())),
+            Err(e) => return Err(GatewayError::NotFound(e.to_string())),
         };
+        rec.operation = path.operation.to_string();
+        let query = path.query;
         if path.is_models_list() {
+            rec.consumer = authenticate(cfg, &snap.policy, &req.head.headers, query, None)?;
             if !req.head.is_method("GET") {
-                return Err((GatewayError::MethodNotAllowed, String::new()));
+                return Err(GatewayError::MethodNotAllowed);
             }
-            let ok = send_response(conn, 200, &[], "application/json", &snap.models_json).await;
-            return Ok((ok, outcome("", "", 200)));
+            rec.status = 200;
+            return Ok(send_response(conn, 200, &[], "application/json", &snap.models_json).await);
         }
-        let peeked = peek(&req.body).map_err(|e| (GatewayError::BadRequest(e.to_string()), String::new()))?;
+        let peeked = peek(&req.body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
         let model: &str = path.deployment.or(peeked.model.as_deref()).unwrap_or("");
-        let pool_id = cfg
-            .models
-            .resolve(model)
-            .ok_or_else(|| (GatewayError::UnknownModel(model.to_string()), model.to_string()))?;
-        let request_id = match req.head.header("x-request-id") {
-            Some(v) if !v.is_empty() && v.len() <= 200 => String::from_utf8_lossy(v).into_owned(),
-            _ => self.shard.next_request_id(),
+        rec.model = model.to_string();
+        rec.stream = peeked.stream;
+        // The key is checked before the model is resolved: an unauthenticated caller learns nothing
+        // about the configured models.
+        rec.consumer = authenticate(cfg, &snap.policy, &req.head.headers, query, Some(model))?;
+        let pool_id = cfg.models.resolve(model).ok_or_else(|| GatewayError::UnknownModel(model.to_string()))?;
+        let caller = Caller {
+            headers: &req.head.headers,
+            model,
+            body: &req.body,
+            max_tokens: peeked.max_tokens,
+            ip: req.peer.ip(),
         };
-        let g = &cfg.gateway;
+        let mut adm = reserve(cfg, &snap.policy, &self.shard.limiters, rec.consumer, &caller, now_ns(), unix_secs())
+            .inspect_err(|e| {
+                rec.rejected = Some(if e.status() == 429 { "tokens_per_minute" } else { "quota" });
+            })?;
+        let rate = adm.rate_headers(now_ns());
+
+        let ask = Ask { req, path: &path, model, request_id: &rec.request_id };
         let mut wait = Duration::ZERO;
-        let ask = Ask { req, path: &path, model, request_id: &request_id };
-        let mut won = attempt(&self.shard, snap, pool_id, &ask, &mut wait)
-            .await
-            .map_err(|e| (e, model.to_string()))?;
-        let name: &'s str = &cfg.backends[won.backend].name;
-        let head_out = client_head(&won, name, &request_id);
-        let end = relay_body(conn, &mut won.up, &won.resp, head_out, g.upstream_timeout, &mut wait, |_| {}).await;
-        let status = won.resp.status;
-        let keep = match end {
+        let result = attempt(&self.shard, snap, pool_id, &ask, &mut wait).await;
+        rec.upstream_wait = wait;
+        let mut won = match result {
+            Ok(w) => w,
+            Err(e) => {
+                adm.settle(0, now_ns());
+                return Err(e);
+            }
+        };
+        rec.backend = Some(won.backend);
+        rec.attempts = won.attempts;
+        rec.status = won.resp.status;
+        rec.region = won.resp.header("x-ms-region").map(|v| String::from_utf8_lossy(v).into_owned());
+        let sse = won
+            .resp
+            .header("content-type")
+            .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
+        let rate_refs: Vec<(&str, &[u8])> =
+            rate.iter().flatten().map(|(k, v)| (*k, v.as_bytes())).collect();
+        let head_out = client_head(&won, &cfg.backends[won.backend].name, &rec.request_id, &rate_refs);
+
+        let mut tap = UsageTap::new(sse, TAP_MAX_JSON, TAP_MAX_TEXT);
+        let mut first: Option<Instant> = None;
+        let g = &cfg.gateway;
+        let end = relay_body(conn, &mut won.up, &won.resp, head_out, g.upstream_timeout, &mut wait, |d| {
+            first.get_or_insert_with(Instant::now);
+            tap.feed(d);
+        })
+        .await;
+        rec.upstream_wait = wait;
+        if sse {
+            rec.ttft = first.map(|t| t.duration_since(req.started));
+        }
+        let tapped = tap.finish();
+        let ok = (200..300).contains(&won.resp.status);
+        let usage = ok.then(|| {
+            tapped.usage.unwrap_or_else(|| {
+                tapped.usage_or_count(model, aigw_core::tokens::estimate_prompt(model, &req.body) as u64)
+            })
+        });
+        adm.settle(usage.map_or(0, |u| u.total_tokens), now_ns());
+        rec.usage = usage;
+        rec.reply = Some((tapped.text, tapped.text_truncated));
+        Ok(match end {
             RelayEnd::Complete { reusable, client_keep } => {
                 if reusable {
                     self.shard.pools.put(&snap.backend_keys[won.backend], won.up, g.max_idle_per_backend);
@@ -134,11 +194,6 @@ impl Gateway {
                 client_keep
             }
             RelayEnd::UpstreamFailed | RelayEnd::ClientGone => false,
-        };
-        Ok((keep, Outcome { model: model.to_string(), backend: name, status, upstream_wait: wait }))
+        })
     }
-}
-
-fn outcome(model: &'static str, backend: &'static str, status: u16) -> Outcome<'static> {
-    Outcome { model: model.to_string(), backend, status, upstream_wait: Duration::ZERO }
 }

@@ -196,9 +196,22 @@ async fn send_continue<S: AsyncReadRent + AsyncWriteRent>(conn: &mut Conn<S>) ->
 
 /// Write the OpenAI-style error answer for `e`; `close` adds `connection: close`.
 pub async fn send_error<S: AsyncReadRent + AsyncWriteRent>(conn: &mut Conn<S>, e: &GatewayError, close: bool) {
+    send_error_with(conn, e, close, &[]).await;
+}
+
+/// [`send_error`] with extra headers (e.g. the caller's rate-limit state).
+pub async fn send_error_with<S: AsyncReadRent + AsyncWriteRent>(
+    conn: &mut Conn<S>,
+    e: &GatewayError,
+    close: bool,
+    headers: &[(&str, &str)],
+) {
     let mut out = BytesMut::with_capacity(256);
     let retry = e.retry_after().map(|s| s.to_string());
-    let extra: Vec<(&str, &str)> = retry.iter().map(|s| ("retry-after", s.as_str())).collect();
+    let retry_ms = e.retry_after_ms().map(|s| s.to_string());
+    let mut extra: Vec<(&str, &str)> = retry.iter().map(|s| ("retry-after", s.as_str())).collect();
+    extra.extend(retry_ms.iter().map(|s| ("retry-after-ms", s.as_str())));
+    extra.extend_from_slice(headers);
     simple_response(&mut out, e.status(), &extra, "application/json", &e.body(), close);
     let _ = conn.write(out).await;
 }

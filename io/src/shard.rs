@@ -9,8 +9,11 @@ use aigw_core::balance::{BackendState, WrrState};
 use aigw_core::config::Config;
 use arc_swap::ArcSwap;
 
+use crate::admission::{Limiters, Policy};
 use crate::control::Shutdown;
 use crate::health::HealthRegistry;
+use crate::record::Sinks;
+use crate::workers::Shared;
 use crate::metrics::LocalMetrics;
 use crate::upstream::UpstreamPools;
 
@@ -29,10 +32,12 @@ pub struct Snapshot {
     pub health: Vec<Arc<BackendState>>,
     /// Smooth weighted round-robin state per pool (per worker).
     pub wrr: Vec<RefCell<WrrState>>,
+    /// Key table and consumer limits.
+    pub policy: Policy,
 }
 
 impl Snapshot {
-    fn new(cfg: Arc<Config>, registry: &HealthRegistry) -> Self {
+    fn new(cfg: Arc<Config>, registry: &HealthRegistry, limiters: &Limiters) -> Self {
         let backend_keys = cfg.backends.iter().map(|b| format!("{}|{}|{:?}", b.name, b.url, b.addrs)).collect();
         let cursors = cfg.pools.iter().map(|_| Cell::new(0)).collect();
         let mut names: Vec<&String> = cfg.models.exact.keys().collect();
@@ -44,7 +49,8 @@ impl Snapshot {
         let models_json = serde_json::json!({"object": "list", "data": data}).to_string().into();
         let health = registry.resolve(&cfg);
         let wrr = cfg.pools.iter().map(|_| RefCell::new(WrrState::default())).collect();
-        Snapshot { cfg, backend_keys, cursors, models_json, health, wrr }
+        let policy = Policy::new(&cfg, limiters);
+        Snapshot { cfg, backend_keys, cursors, models_json, health, wrr, policy }
     }
 }
 
@@ -62,6 +68,10 @@ pub struct Shard {
     pub shutdown: Arc<Shutdown>,
     /// Shared backend health.
     pub health: Arc<HealthRegistry>,
+    /// Shared token budgets.
+    pub limiters: Arc<Limiters>,
+    /// Access log and message store.
+    pub sinks: Arc<Sinks>,
     rng: Cell<u64>,
     requests: Cell<u64>,
     seed: u64,
@@ -69,14 +79,10 @@ pub struct Shard {
 
 impl Shard {
     /// A shard reading config from `global`.
-    pub fn new(
-        id: usize,
-        global: Arc<ArcSwap<Config>>,
-        metrics: LocalMetrics,
-        shutdown: Arc<Shutdown>,
-        health: Arc<HealthRegistry>,
-    ) -> Self {
-        let snap = Rc::new(Snapshot::new(global.load_full(), &health));
+    pub fn new(id: usize, global: Arc<ArcSwap<Config>>, metrics: LocalMetrics, shared: &Shared) -> Self {
+        let (shutdown, health, limiters, sinks) =
+            (shared.shutdown.clone(), shared.health.clone(), shared.limiters.clone(), shared.sinks.clone());
+        let snap = Rc::new(Snapshot::new(global.load_full(), &health, &limiters));
         let pools = UpstreamPools::new(metrics.shared.clone());
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -90,6 +96,8 @@ impl Shard {
             metrics,
             shutdown,
             health,
+            limiters,
+            sinks,
             rng: Cell::new(seed | 1),
             requests: Cell::new(0),
             seed,
@@ -100,7 +108,7 @@ impl Shard {
     pub fn snapshot(&self) -> Rc<Snapshot> {
         let latest = self.global.load();
         if !Arc::ptr_eq(&latest, &self.current.borrow().cfg) {
-            let snap = Rc::new(Snapshot::new(Arc::clone(&latest), &self.health));
+            let snap = Rc::new(Snapshot::new(Arc::clone(&latest), &self.health, &self.limiters));
             // Keep warm connections to backends whose name and address did not change.
             self.pools.retain(&snap.backend_keys);
             *self.current.borrow_mut() = snap;

@@ -10,10 +10,14 @@ use std::time::{Duration, Instant};
 use aigw_core::config::{Config, MockSpec};
 use aigw_core::mock::MockShared;
 use monoio::net::{ListenerOpts, TcpListener};
+use signal_hook::iterator::Signals;
 
 use crate::admin::Admin;
+use crate::admission::Limiters;
 use crate::control::{Control, Shutdown};
 use crate::health::HealthRegistry;
+use crate::logsink::{Sink, Target};
+use crate::record::Sinks;
 use crate::metrics::{LocalMetrics, Registry};
 use crate::mock_server::MockService;
 use crate::proxy::Gateway;
@@ -37,12 +41,21 @@ pub struct Plan {
 }
 
 /// Everything the threads share.
-struct Shared {
-    control: Arc<Control>,
-    registry: Arc<Registry>,
-    shutdown: Arc<Shutdown>,
-    health: Arc<HealthRegistry>,
-    mocks: Vec<(MockSpec, Arc<MockShared>)>,
+pub struct Shared {
+    /// Config cell and reload.
+    pub control: Arc<Control>,
+    /// Every worker's metrics.
+    pub registry: Arc<Registry>,
+    /// Shutdown state.
+    pub shutdown: Arc<Shutdown>,
+    /// Backend health.
+    pub health: Arc<HealthRegistry>,
+    /// Token budgets.
+    pub limiters: Arc<Limiters>,
+    /// Access log and message store.
+    pub sinks: Arc<Sinks>,
+    /// Mocks served by the workers.
+    pub mocks: Vec<(MockSpec, Arc<MockShared>)>,
 }
 
 /// Start the threads, wait until every listener is bound, then run the signal loop until
@@ -52,11 +65,28 @@ struct Shared {
 /// A listener could not be bound or a runtime could not start: the message says which.
 pub fn run(cfg: Config, path: Option<std::path::PathBuf>, plan: Plan, on_ready: impl FnOnce()) -> Result<(), String> {
     let admin_addr = cfg.gateway.admin_listen.filter(|_| plan.gateway);
+    let sinks = Arc::new(if plan.gateway { open_sinks(&cfg.log)? } else { Sinks::default() });
+    if plan.gateway && (cfg.token_limit.is_some() || cfg.consumers.iter().any(|c| c.tokens_per_minute.is_some() || c.quota.is_some())) {
+        // Loading a BPE table takes a while; do it now rather than inside the first request.
+        // Without limits nothing is estimated up front, and the tables (tens of MB) stay unloaded
+        // unless a response arrives without usage.
+        let _ = aigw_core::tokens::count("gpt-4o", "warm up");
+        let _ = aigw_core::tokens::count("gpt-4", "warm up");
+    }
+    // Install the handlers before anything can report ready: a SIGHUP sent as soon as /healthz
+    // answers must reload, not hit the default action (which ends the process).
+    let signals = {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        Signals::new([SIGHUP, SIGINT, SIGTERM])
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?
+    };
     let shared = Arc::new(Shared {
         control: Arc::new(Control::new(cfg, path)),
         registry: Arc::new(Registry::new(plan.workers)),
         shutdown: Arc::new(Shutdown::default()),
         health: Arc::new(HealthRegistry::default()),
+        limiters: Arc::new(Limiters::default()),
+        sinks,
         mocks: plan.mocks.iter().map(|m| (m.clone(), Arc::new(MockShared::new(m.options.region.clone())))).collect(),
     });
     let (tx, rx) = mpsc::channel::<Result<(), String>>();
@@ -95,13 +125,11 @@ pub fn run(cfg: Config, path: Option<std::path::PathBuf>, plan: Plan, on_ready: 
         }
     }
     on_ready();
-    signal_loop(&shared)
+    signal_loop(&shared, signals)
 }
 
-fn signal_loop(shared: &Shared) -> Result<(), String> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+fn signal_loop(shared: &Shared, mut signals: Signals) -> Result<(), String> {
+    use signal_hook::consts::SIGHUP;
     for sig in signals.forever() {
         if sig == SIGHUP {
             match shared.control.reload() {
@@ -116,9 +144,38 @@ fn signal_loop(shared: &Shared) -> Result<(), String> {
         while shared.registry.in_flight() > 0 && start.elapsed() < DRAIN_LIMIT {
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Requests are done (or the drain gave up): write out every queued log line.
+        shared.sinks.close();
         return Ok(());
     }
     Ok(())
+}
+
+/// Start the access log and message store writers `log` asks for.
+fn open_sinks(log: &aigw_core::config::LogConfig) -> Result<Sinks, String> {
+    use aigw_core::config::AccessLog;
+    let access = match &log.access {
+        AccessLog::Off => None,
+        AccessLog::Stdout => Some(Sink::start("access", Target::Stdout, log.access_buffer)),
+        AccessLog::File(p) => Some(Sink::start(
+            "access",
+            Target::File { path: p.clone(), max_bytes: 0, keep: 0 },
+            log.access_buffer,
+        )),
+    };
+    let access = access.transpose().map_err(|e| format!("cannot open the access log: {e}"))?;
+    let messages = match &log.messages {
+        None => None,
+        Some(m) => Some(
+            Sink::start(
+                "messages",
+                Target::File { path: m.path.clone(), max_bytes: m.max_file_bytes, keep: m.keep_files },
+                log.access_buffer,
+            )
+            .map_err(|e| format!("cannot open the message store {}: {e}", m.path.display()))?,
+        ),
+    };
+    Ok(Sinks { access, messages })
 }
 
 fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener, String> {
@@ -129,13 +186,7 @@ fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener, String> {
 async fn worker_main(i: usize, shared: Arc<Shared>, gateway: bool, ready: mpsc::Sender<Result<(), String>>) {
     let cfg = shared.control.config.load_full();
     let metrics = LocalMetrics::new(shared.registry.worker(i));
-    let shard = Rc::new(Shard::new(
-        i,
-        shared.control.config.clone(),
-        metrics,
-        shared.shutdown.clone(),
-        shared.health.clone(),
-    ));
+    let shard = Rc::new(Shard::new(i, shared.control.config.clone(), metrics, &shared));
     let mut bound = Vec::new();
     if gateway {
         match bind(cfg.gateway.listen, "gateway") {
@@ -191,6 +242,7 @@ async fn admin_main(addr: std::net::SocketAddr, shared: Arc<Shared>, ready: mpsc
         registry: shared.registry.clone(),
         shutdown: shared.shutdown.clone(),
         health: shared.health.clone(),
+        sinks: shared.sinks.clone(),
     });
     // The admin port stays up while draining so health checks can watch the drain.
     accept_loop(listener, svc, Arc::new(Shutdown::default())).await;

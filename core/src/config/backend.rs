@@ -5,7 +5,7 @@ use super::pool::statuses;
 use super::raw::{RawBackend, RawBreaker};
 use super::types::*;
 use super::url::{parse_url, resolve};
-use super::validate::{duration, invalid, Result};
+use super::validate::{duration, env_var, invalid, Result};
 
 /// Check `[backends.NAME]`, reading `env:` keys and resolving the host now.
 pub(super) fn backend(name: &str, b: &RawBackend) -> Result<Backend> {
@@ -36,14 +36,9 @@ pub(super) fn backend(name: &str, b: &RawBackend) -> Result<Backend> {
     let api_key = match b.api_key.as_deref() {
         None | Some("") => None,
         Some(s) => match s.strip_prefix("env:") {
-            Some(var) => Some(std::env::var(var).map_err(|e| {
-                let why = match e {
-                    std::env::VarError::NotPresent => "is not set",
-                    std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
-                };
-                invalid(at("api_key"), format!("environment variable {var} {why}"))
-            })?)
-            .filter(|k| !k.is_empty()),
+            Some(var) => {
+                Some(env_var(var).map_err(|e| invalid(at("api_key"), e))?).filter(|k| !k.is_empty())
+            }
             None => Some(s.to_owned()),
         },
     };

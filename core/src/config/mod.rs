@@ -10,6 +10,10 @@ mod duration;
 #[cfg(test)]
 mod error_tests;
 mod locate;
+mod policy;
+#[cfg(test)]
+mod policy_tests;
+mod policy_types;
 mod pool;
 mod raw;
 #[cfg(test)]
@@ -173,6 +177,33 @@ retry_on = [429, "500-599"]
 # Which pool serves which model ("*" = everything else).
 [models]
 "*" = "default"
+
+# Consumers: with none (as here) the gateway is open. With any, every request needs one of their
+# keys, in an api-key or Ocp-Apim-Subscription-Key header, Authorization: Bearer, or ?api-key=.
+# [consumers.team-a]
+# keys = ["env:TEAM_A_KEY"]       # or literal keys; only their SHA-256 is kept in memory
+# tokens_per_minute = 5000        # overrides [token_limit]
+# token_quota = { tokens = 1000000, period = "month" }   # hour, day, week or month
+# models = ["gpt-4o-mini"]        # absent = every model
+
+# A tokens-per-minute limit for callers without their own.
+# [token_limit]
+# tokens_per_minute = 10000
+# counter = "consumer"            # "ip", or "header:x-user-id" for one budget per header value
+# estimate_prompt_tokens = true   # count the prompt before the upstream reports usage
+
+# [metrics]
+# dimensions = ["consumer", "model", "backend"]   # also "client_ip", "user"
+
+# Relative paths are relative to the working directory.
+# [log]
+# access = "stdout"               # "off", or a file path
+# access_buffer = 8192            # lines queued for the writer
+# [log.messages]                  # keep requests and responses as JSON lines
+# path = "messages.jsonl"
+# max_body_bytes = 204800
+# max_file_bytes = 104857600      # rotate at 100 MiB
+# keep_files = 5
 "#;
 
 /// The built-in demo config ([`DEMO_TOML`] through [`parse_str`]).

@@ -15,6 +15,10 @@ pub(crate) struct RawConfig {
     pub(crate) backends: Option<BTreeMap<String, RawBackend>>,
     pub(crate) pools: Option<BTreeMap<String, RawPool>>,
     pub(crate) models: Option<BTreeMap<String, String>>,
+    pub(crate) consumers: Option<BTreeMap<String, RawConsumer>>,
+    pub(crate) token_limit: Option<RawTokenLimit>,
+    pub(crate) metrics: Option<RawMetrics>,
+    pub(crate) log: Option<RawLog>,
 }
 
 /// `[gateway]`.
@@ -89,6 +93,59 @@ pub(crate) struct RawMember {
     pub(crate) backend: Option<String>,
     pub(crate) priority: Option<u32>,
     pub(crate) weight: Option<u32>,
+}
+
+/// `[consumers.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConsumer {
+    pub(crate) keys: Option<Vec<String>>,
+    pub(crate) tokens_per_minute: Option<u64>,
+    pub(crate) token_quota: Option<RawQuota>,
+    pub(crate) models: Option<Vec<String>>,
+}
+
+/// `token_quota = { tokens = 1000000, period = "month" }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQuota {
+    pub(crate) tokens: Option<u64>,
+    pub(crate) period: Option<String>,
+}
+
+/// `[token_limit]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTokenLimit {
+    pub(crate) tokens_per_minute: Option<u64>,
+    pub(crate) counter: Option<String>,
+    pub(crate) estimate_prompt_tokens: Option<bool>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub(crate) dimensions: Option<Vec<String>>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub(crate) access: Option<String>,
+    pub(crate) access_buffer: Option<u64>,
+    pub(crate) messages: Option<RawMessages>,
+}
+
+/// `[log.messages]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMessages {
+    pub(crate) path: Option<String>,
+    pub(crate) max_body_bytes: Option<u64>,
+    pub(crate) max_file_bytes: Option<u64>,
+    pub(crate) keep_files: Option<u64>,
 }
 
 /// A duration as written: `"5m"` or a bare integer of seconds.

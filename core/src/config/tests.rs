@@ -331,6 +331,30 @@ fn demo_parses() {
         (1, "default", 2)
     );
     assert_eq!(c.models.resolve("gpt-4o"), Some(0));
+    // An open gateway with default metrics and logging.
+    assert!(c.consumers.is_empty() && c.token_limit.is_none());
+    assert_eq!(
+        (c.metrics.clone(), c.log.clone()),
+        (MetricsConfig::default(), LogConfig::default())
+    );
+}
+
+#[test]
+fn demo_examples_parse_when_uncommented() {
+    std::env::set_var("TEAM_A_KEY", "sk-demo");
+    let text: String = DEMO_TOML
+        .lines()
+        .skip_while(|l| !l.starts_with("# [consumers."))
+        .map(|l| {
+            l.strip_prefix("# ")
+                .filter(|l| l.contains('=') || l.starts_with('['))
+                .unwrap_or("")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c = parse(&format!("{TAIL}{text}\n")).unwrap();
+    assert_eq!(c.consumers.len(), 1);
+    assert!(c.token_limit.is_some() && c.log.messages.is_some());
 }
 
 #[test]

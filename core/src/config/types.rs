@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use super::policy_types::*;
+
 /// Index of a backend in [`Config::backends`].
 pub type BackendId = usize;
 /// Index of a pool in [`Config::pools`].
@@ -27,6 +29,14 @@ pub struct Config {
     pub pools: Vec<Pool>,
     /// `[models]`.
     pub models: ModelMap,
+    /// `[consumers.NAME]`, sorted by name; empty means an open gateway (no key is asked for).
+    pub consumers: Vec<Consumer>,
+    /// `[token_limit]`: the tokens-per-minute limit of callers without their own; `None` = no limit.
+    pub token_limit: Option<TokenLimit>,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
+    /// `[log]`.
+    pub log: LogConfig,
 }
 
 /// `[gateway]`: listeners, workers, limits and timeouts.

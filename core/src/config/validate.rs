@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::backend::backend;
 use super::duration::{from_secs, parse_duration};
 use super::locate::{key_path, KeyPath};
+use super::policy::{consumers, log, metrics, token_limit};
 use super::pool::{models, pool, status_code};
 use super::raw::{RawConfig, RawDuration, RawGateway, RawMock};
 use super::types::*;
@@ -78,6 +79,10 @@ impl TryFrom<RawConfig> for Config {
             .collect::<Result<Vec<_>>>()?;
 
         let models = models(raw.models, &raw_pools)?;
+        let consumers = consumers(raw.consumers)?;
+        let token_limit = token_limit(raw.token_limit)?;
+        let metrics = metrics(raw.metrics)?;
+        let log = log(raw.log)?;
         Ok(Config {
             generation: 0,
             source: None,
@@ -86,6 +91,10 @@ impl TryFrom<RawConfig> for Config {
             backends,
             pools,
             models,
+            consumers,
+            token_limit,
+            metrics,
+            log,
         })
     }
 }
@@ -244,4 +253,15 @@ pub(super) fn duration(
         Some(RawDuration::Secs(n)) => from_secs(*n).map_err(|e| invalid(path, e)),
         Some(RawDuration::Text(t)) => parse_duration(t).map_err(|e| invalid(path, e)),
     }
+}
+
+/// The value of environment variable `var`, or why there is none (`environment variable X is not set`).
+pub(super) fn env_var(var: &str) -> std::result::Result<String, String> {
+    std::env::var(var).map_err(|e| {
+        let why = match e {
+            std::env::VarError::NotPresent => "is not set",
+            std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
+        };
+        format!("environment variable {var} {why}")
+    })
 }

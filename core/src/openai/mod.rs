@@ -5,3 +5,5 @@ mod peek;
 
 pub use path::{backend_target, classify, query_param, ApiPath, PathError, Style};
 pub use peek::{peek, Peek, PeekError};
+mod usage;
+pub use usage::{Tapped, Usage, UsageTap};

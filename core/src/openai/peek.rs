@@ -17,6 +17,9 @@ pub struct Peek<'a> {
     pub stream: bool,
     /// `"stream_options": {"include_usage": true}`.
     pub include_usage: bool,
+    /// The completion cap the client set (`max_tokens`, `max_completion_tokens` or
+    /// `max_output_tokens`), which bounds what the answer can cost.
+    pub max_tokens: Option<u64>,
 }
 
 /// A body that claims JSON but is not.
@@ -32,6 +35,12 @@ struct RawPeek<'a> {
     stream: Option<serde_json::Value>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    max_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    max_completion_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    max_output_tokens: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +86,9 @@ pub fn peek(body: &[u8]) -> Result<Peek<'_>, PeekError> {
         model: raw.model,
         stream: truthy(&raw.stream),
         include_usage: raw.stream_options.is_some_and(|o| truthy(&o.include_usage)),
+        max_tokens: [raw.max_completion_tokens, raw.max_tokens, raw.max_output_tokens]
+            .iter()
+            .find_map(|v| v.as_ref().and_then(serde_json::Value::as_u64)),
     })
 }
 
@@ -90,6 +102,9 @@ mod tests {
         let p = peek(body).unwrap();
         assert!(matches!(p.model, Some(Cow::Borrowed("gpt-4o"))));
         assert!(p.stream && p.include_usage);
+        assert_eq!(p.max_tokens, None);
+        assert_eq!(peek(br#"{"model":"m","max_tokens":50}"#).unwrap().max_tokens, Some(50));
+        assert_eq!(peek(br#"{"max_completion_tokens":7,"max_tokens":50}"#).unwrap().max_tokens, Some(7));
     }
 
     #[test]

@@ -1,0 +1,278 @@
+//! Who may call and what they may spend: the key check, then the caller's token bucket and quota,
+//! reserved before forwarding and settled against the real usage afterwards.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use aigw_core::auth::{authorize, AuthError, KeyTable};
+use aigw_core::config::{Config, Counter, QuotaConfig, QuotaPeriod};
+use aigw_core::error::GatewayError;
+use aigw_core::limit::{Period, Quota, QuotaReservation, Reservation, TokenBucket};
+use crossbeam_skiplist::SkipMap;
+
+/// Limits of one consumer, shared by every worker.
+#[derive(Debug)]
+pub struct ConsumerLimits {
+    bucket: Option<TokenBucket>,
+    quota: Option<Quota>,
+    sig: (Option<u64>, Option<QuotaConfig>),
+}
+
+/// Every worker's shared view of budgets: consumers by name, other counter keys in a lock-free map.
+#[derive(Debug, Default)]
+pub struct Limiters {
+    // Taken when a worker rebuilds its snapshot after a reload, never per request.
+    consumers: Mutex<HashMap<String, Arc<ConsumerLimits>>>,
+    dynamic: SkipMap<String, Arc<TokenBucket>>,
+}
+
+impl Limiters {
+    /// The limits of `cfg`'s consumers by index; a consumer whose limits did not change keeps its
+    /// spent budget across reloads.
+    pub fn resolve(&self, cfg: &Config) -> Vec<Arc<ConsumerLimits>> {
+        let mut map = self.consumers.lock().unwrap_or_else(|p| p.into_inner());
+        let default_tpm = cfg.token_limit.as_ref().filter(|t| t.counter == Counter::Consumer).map(|t| t.tokens_per_minute);
+        cfg.consumers
+            .iter()
+            .map(|c| {
+                let sig = (c.tokens_per_minute.or(default_tpm), c.quota);
+                match map.get(&c.name) {
+                    Some(l) if l.sig == sig => l.clone(),
+                    _ => {
+                        let l = Arc::new(ConsumerLimits {
+                            bucket: sig.0.map(TokenBucket::new),
+                            quota: sig.1.map(|q| Quota::new(period(q.period), q.tokens)),
+                            sig,
+                        });
+                        map.insert(c.name.clone(), l.clone());
+                        l
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The shared bucket for a non-consumer counter key at `tpm` tokens per minute.
+    fn dynamic(&self, key: &str, tpm: u64) -> Arc<TokenBucket> {
+        if let Some(e) = self.dynamic.get(key) {
+            if e.value().limit() == tpm {
+                return e.value().clone();
+            }
+        }
+        // Racing inserts of the same new key: the last one wins, at most one request's worth lost.
+        let b = Arc::new(TokenBucket::new(tpm));
+        self.dynamic.insert(key.to_string(), b.clone());
+        b
+    }
+}
+
+fn period(p: QuotaPeriod) -> Period {
+    match p {
+        QuotaPeriod::Hour => Period::Hour,
+        QuotaPeriod::Day => Period::Day,
+        QuotaPeriod::Week => Period::Week,
+        QuotaPeriod::Month => Period::Month,
+    }
+}
+
+/// The per-snapshot part: the key table and consumer limits of one config.
+pub struct Policy {
+    keys: KeyTable,
+    consumers: Vec<Arc<ConsumerLimits>>,
+}
+
+impl Policy {
+    /// Build for `cfg`.
+    pub fn new(cfg: &Config, limiters: &Limiters) -> Self {
+        Policy { keys: KeyTable::new(&cfg.consumers), consumers: limiters.resolve(cfg) }
+    }
+}
+
+/// Which bucket a request draws from.
+enum Bucket {
+    Consumer(Arc<ConsumerLimits>),
+    Dynamic(Arc<TokenBucket>),
+}
+
+impl Bucket {
+    fn get(&self) -> Option<&TokenBucket> {
+        match self {
+            Bucket::Consumer(c) => c.bucket.as_ref(),
+            Bucket::Dynamic(b) => Some(b),
+        }
+    }
+}
+
+/// An admitted request's claims, settled once its usage is known.
+pub struct Admission {
+    /// The consumer's index in the config, when keys are configured.
+    pub consumer: Option<usize>,
+    /// Tokens reserved up front (prompt estimate plus the client's completion cap).
+    pub estimate: u64,
+    bucket: Option<(Bucket, Reservation)>,
+    quota: Option<(Arc<ConsumerLimits>, QuotaReservation)>,
+}
+
+/// What a request brings to admission.
+pub struct Caller<'a> {
+    /// Request headers.
+    pub headers: &'a [aigw_core::http1::Header],
+    /// The model asked for.
+    pub model: &'a str,
+    /// The body (for the prompt estimate).
+    pub body: &'a [u8],
+    /// The completion cap the client set.
+    pub max_tokens: Option<u64>,
+    /// The client's address.
+    pub ip: IpAddr,
+}
+
+/// Check the caller's key (and, when `model` is given, that the consumer may use it).
+/// `Ok(None)` means an open gateway (no consumers configured).
+///
+/// # Errors
+/// 401 for a missing or unknown key, 403 for a model the consumer may not use.
+pub fn authenticate(
+    cfg: &Config,
+    policy: &Policy,
+    headers: &[aigw_core::http1::Header],
+    query: &str,
+    model: Option<&str>,
+) -> Result<Option<usize>, GatewayError> {
+    let found = authorize(&policy.keys, &cfg.consumers, headers, query, model.unwrap_or(""));
+    match found {
+        Ok(c) => Ok(c),
+        // Without a model (e.g. listing models) only the key matters.
+        Err(AuthError::ModelNotAllowed(_)) if model.is_none() => {
+            Ok(aigw_core::auth::extract_key(headers, query).and_then(|k| policy.keys.find(k)))
+        }
+        Err(e @ AuthError::ModelNotAllowed(_)) => {
+            Err(GatewayError::Forbidden { message: e.to_string(), code: "model_not_allowed" })
+        }
+        Err(e) => Err(GatewayError::Unauthorized(e.to_string())),
+    }
+}
+
+/// Reserve the request's estimate from its consumer's (or counter key's) bucket and quota.
+/// `now_ns` is the buckets' monotonic clock, `now_unix` the quota windows' wall clock.
+///
+/// # Errors
+/// 429 when the bucket has no room, 403 when the quota is spent.
+pub fn reserve(
+    cfg: &Config,
+    policy: &Policy,
+    limiters: &Limiters,
+    consumer: Option<usize>,
+    caller: &Caller<'_>,
+    now_ns: u64,
+    now_unix: u64,
+) -> Result<Admission, GatewayError> {
+    let limits = consumer.and_then(|i| policy.consumers.get(i)).cloned();
+    let bucket = match (&limits, &cfg.token_limit) {
+        (Some(l), _) if l.bucket.is_some() => Some(Bucket::Consumer(l.clone())),
+        (_, Some(t)) => {
+            let key = match &t.counter {
+                Counter::Header(h) => {
+                    let v = aigw_core::http1::find_header(caller.headers, h).map_or("-".into(), |v| String::from_utf8_lossy(v));
+                    format!("h:{v}")
+                }
+                // A caller without a consumer is counted by its address.
+                Counter::Ip | Counter::Consumer => format!("ip:{}", caller.ip),
+            };
+            Some(Bucket::Dynamic(limiters.dynamic(&key, t.tokens_per_minute)))
+        }
+        _ => None,
+    };
+    let quota = limits.filter(|l| l.quota.is_some());
+    let mut adm = Admission { consumer, estimate: 0, bucket: None, quota: None };
+    if bucket.is_none() && quota.is_none() {
+        return Ok(adm);
+    }
+    let estimate_prompt = cfg.token_limit.as_ref().is_none_or(|t| t.estimate_prompt_tokens);
+    adm.estimate = caller.max_tokens.unwrap_or(0)
+        + if estimate_prompt { aigw_core::tokens::estimate_prompt(caller.model, caller.body) as u64 } else { 0 };
+    if let Some(b) = bucket {
+        if let Some(tb) = b.get() {
+            match tb.try_reserve(adm.estimate, now_ns) {
+                Ok(r) => adm.bucket = Some((b, r)),
+                Err(d) => {
+                    // A request bigger than the whole bucket never fits: say "a minute" rather than never.
+                    let ms = if d.too_large { 60_000 } else { d.retry_after_ns.div_ceil(1_000_000) };
+                    return Err(GatewayError::RateLimited { retry_after_ms: ms.max(1) });
+                }
+            }
+        }
+    }
+    if let Some(l) = quota {
+        if let Some(q) = &l.quota {
+            match q.try_reserve(adm.estimate, now_unix) {
+                Ok(r) => adm.quota = Some((l.clone(), r)),
+                Err(d) => {
+                    adm.settle(0, now_ns);
+                    let message = if d.too_large {
+                        "Token quota is exceeded: this request is larger than the whole quota.".to_string()
+                    } else {
+                        format!("Token quota is exceeded. It resets at unix time {}.", d.resets_at_unix_secs)
+                    };
+                    return Err(GatewayError::Forbidden { message, code: "quota_exceeded" });
+                }
+            }
+        }
+    }
+    Ok(adm)
+}
+
+impl Admission {
+    /// Settle the reservations against the real total (0 when the upstream answered an error).
+    pub fn settle(&mut self, actual: u64, now_ns: u64) {
+        if let Some((b, r)) = self.bucket.take() {
+            if let Some(tb) = b.get() {
+                tb.settle(r, actual, now_ns);
+            }
+        }
+        if let Some((l, r)) = self.quota.take() {
+            if let Some(q) = &l.quota {
+                q.settle(r, actual);
+            }
+        }
+    }
+
+    /// `x-ratelimit-{limit,remaining,reset}-tokens` for the caller's bucket, if it has one.
+    pub fn rate_headers(&self, now_ns: u64) -> Option<[(&'static str, String); 3]> {
+        let (b, _) = self.bucket.as_ref()?;
+        let tb = b.get()?;
+        Some([
+            ("x-ratelimit-limit-tokens", tb.limit().to_string()),
+            ("x-ratelimit-remaining-tokens", tb.remaining(now_ns).to_string()),
+            ("x-ratelimit-reset-tokens", openai_duration(tb.reset_after_ns(now_ns))),
+        ])
+    }
+}
+
+/// OpenAI's duration style: `20ms`, `1s`, `6m0s`.
+pub fn openai_duration(ns: u64) -> String {
+    let ms = ns.div_ceil(1_000_000);
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = ms.div_ceil(1000);
+    if s < 60 {
+        format!("{s}s")
+    } else {
+        format!("{}m{}s", s / 60, s % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_openai() {
+        assert_eq!(openai_duration(0), "0ms");
+        assert_eq!(openai_duration(20_000_000), "20ms");
+        assert_eq!(openai_duration(1_500_000_000), "2s");
+        assert_eq!(openai_duration(360_000_000_000), "6m0s");
+    }
+}
