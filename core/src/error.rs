@@ -115,8 +115,12 @@ impl GatewayError {
     /// The `Retry-After` seconds to send, if any.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            GatewayError::Unavailable { retry_after_secs, .. } => *retry_after_secs,
-            GatewayError::RateLimited { retry_after_ms } => Some(retry_after_ms.div_ceil(1000).max(1)),
+            GatewayError::Unavailable {
+                retry_after_secs, ..
+            } => *retry_after_secs,
+            GatewayError::RateLimited { retry_after_ms } => {
+                Some(retry_after_ms.div_ceil(1000).max(1))
+            }
             _ => None,
         }
     }
@@ -212,22 +216,40 @@ mod tests {
         let e = GatewayError::UnknownModel("a\"b".into());
         assert_eq!(e.status(), 400);
         let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
-        assert_eq!(v["error"]["message"], "Invalid model or deployment-id: 'a\"b'");
+        assert_eq!(
+            v["error"]["message"],
+            "Invalid model or deployment-id: 'a\"b'"
+        );
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert_eq!(v["error"]["code"], "DeploymentNotFound");
     }
 
     #[test]
     fn rate_limited_says_when() {
-        let e = GatewayError::RateLimited { retry_after_ms: 1500 };
-        assert_eq!((e.status(), e.retry_after(), e.retry_after_ms()), (429, Some(2), Some(1500)));
-        assert_eq!(e.to_string(), "Token limit is exceeded. Try again in 2 seconds.");
+        let e = GatewayError::RateLimited {
+            retry_after_ms: 1500,
+        };
+        assert_eq!(
+            (e.status(), e.retry_after(), e.retry_after_ms()),
+            (429, Some(2), Some(1500))
+        );
+        assert_eq!(
+            e.to_string(),
+            "Token limit is exceeded. Try again in 2 seconds."
+        );
     }
 
     #[test]
     fn simple_response_frames_body() {
         let mut out = BytesMut::new();
-        simple_response(&mut out, 503, &[("retry-after", "2")], "application/json", b"{}", true);
+        simple_response(
+            &mut out,
+            503,
+            &[("retry-after", "2")],
+            "application/json",
+            b"{}",
+            true,
+        );
         let s = std::str::from_utf8(&out).unwrap();
         assert!(s.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
         assert!(s.contains("content-length: 2\r\nretry-after: 2\r\nconnection: close\r\n\r\n{}"));

@@ -10,8 +10,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use crate::conn::Conn;
 use crate::control::{Control, Shutdown};
 use crate::health::HealthRegistry;
-use crate::record::Sinks;
 use crate::metrics::Registry;
+use crate::record::Sinks;
 use crate::server::{send_error, send_response, Request, ServerLimits, Service};
 
 /// The admin service (runs on its own thread, off the data plane).
@@ -38,12 +38,23 @@ impl Service for Admin {
         }
     }
 
-    async fn call<S: AsyncReadRent + AsyncWriteRent>(&self, req: Request, conn: &mut Conn<S>) -> bool {
+    async fn call<S: AsyncReadRent + AsyncWriteRent>(
+        &self,
+        req: Request,
+        conn: &mut Conn<S>,
+    ) -> bool {
         let get = req.head.is_method("GET") || req.head.is_method("HEAD");
         match (req.head.path(), get) {
             ("/healthz", true) => {
                 if self.shutdown.is_draining() {
-                    send_response(conn, 503, &[], "application/json", b"{\"status\":\"draining\"}").await
+                    send_response(
+                        conn,
+                        503,
+                        &[],
+                        "application/json",
+                        b"{\"status\":\"draining\"}",
+                    )
+                    .await
                 } else {
                     send_response(conn, 200, &[], "application/json", b"{\"status\":\"ok\"}").await
                 }
@@ -54,25 +65,48 @@ impl Service for Admin {
                 text.push_str(
                     "# HELP aigw_log_dropped_total Log lines dropped because the writer could not keep up.\n# TYPE aigw_log_dropped_total counter\n",
                 );
-                for (name, sink) in [("access", &self.sinks.access), ("messages", &self.sinks.messages)] {
-                    let n = sink.as_ref().map_or(0, |s| s.dropped.load(std::sync::atomic::Ordering::Relaxed));
+                for (name, sink) in [
+                    ("access", &self.sinks.access),
+                    ("messages", &self.sinks.messages),
+                ] {
+                    let n = sink
+                        .as_ref()
+                        .map_or(0, |s| s.dropped.load(std::sync::atomic::Ordering::Relaxed));
                     text.push_str(&format!("aigw_log_dropped_total{{log=\"{name}\"}} {n}\n"));
                 }
                 send_response(conn, 200, &[], "text/plain; version=0.0.4", text.as_bytes()).await
             }
             ("/backends", true) => {
                 let json = self.health.report(&self.control.config.load()).0;
-                send_response(conn, 200, &[], "application/json", json.to_string().as_bytes()).await
+                send_response(
+                    conn,
+                    200,
+                    &[],
+                    "application/json",
+                    json.to_string().as_bytes(),
+                )
+                .await
             }
             ("/reload", false) if req.head.is_method("POST") => match self.control.reload() {
                 Ok((generation, notes)) => {
                     tracing::info!(generation, ?notes, "config reloaded");
                     let body = serde_json::json!({"status": "reloaded", "generation": generation, "notes": notes});
-                    send_response(conn, 200, &[], "application/json", body.to_string().as_bytes()).await
+                    send_response(
+                        conn,
+                        200,
+                        &[],
+                        "application/json",
+                        body.to_string().as_bytes(),
+                    )
+                    .await
                 }
                 Err(msg) => {
                     tracing::error!("reload refused, keeping the running config: {msg}");
-                    let body = error_body(&format!("reload refused: {msg}"), "invalid_config", "invalid_config");
+                    let body = error_body(
+                        &format!("reload refused: {msg}"),
+                        "invalid_config",
+                        "invalid_config",
+                    );
                     send_response(conn, 400, &[], "application/json", &body).await
                 }
             },
@@ -81,7 +115,12 @@ impl Service for Admin {
                 true
             }
             _ => {
-                send_error(conn, &GatewayError::NotFound("no such admin endpoint".into()), false).await;
+                send_error(
+                    conn,
+                    &GatewayError::NotFound("no such admin endpoint".into()),
+                    false,
+                )
+                .await;
                 true
             }
         }

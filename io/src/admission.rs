@@ -32,7 +32,11 @@ impl Limiters {
     /// spent budget across reloads.
     pub fn resolve(&self, cfg: &Config) -> Vec<Arc<ConsumerLimits>> {
         let mut map = self.consumers.lock().unwrap_or_else(|p| p.into_inner());
-        let default_tpm = cfg.token_limit.as_ref().filter(|t| t.counter == Counter::Consumer).map(|t| t.tokens_per_minute);
+        let default_tpm = cfg
+            .token_limit
+            .as_ref()
+            .filter(|t| t.counter == Counter::Consumer)
+            .map(|t| t.tokens_per_minute);
         cfg.consumers
             .iter()
             .map(|c| {
@@ -85,7 +89,10 @@ pub struct Policy {
 impl Policy {
     /// Build for `cfg`.
     pub fn new(cfg: &Config, limiters: &Limiters) -> Self {
-        Policy { keys: KeyTable::new(&cfg.consumers), consumers: limiters.resolve(cfg) }
+        Policy {
+            keys: KeyTable::new(&cfg.consumers),
+            consumers: limiters.resolve(cfg),
+        }
     }
 }
 
@@ -140,16 +147,23 @@ pub fn authenticate(
     query: &str,
     model: Option<&str>,
 ) -> Result<Option<usize>, GatewayError> {
-    let found = authorize(&policy.keys, &cfg.consumers, headers, query, model.unwrap_or(""));
+    let found = authorize(
+        &policy.keys,
+        &cfg.consumers,
+        headers,
+        query,
+        model.unwrap_or(""),
+    );
     match found {
         Ok(c) => Ok(c),
         // Without a model (e.g. listing models) only the key matters.
         Err(AuthError::ModelNotAllowed(_)) if model.is_none() => {
             Ok(aigw_core::auth::extract_key(headers, query).and_then(|k| policy.keys.find(k)))
         }
-        Err(e @ AuthError::ModelNotAllowed(_)) => {
-            Err(GatewayError::Forbidden { message: e.to_string(), code: "model_not_allowed" })
-        }
+        Err(e @ AuthError::ModelNotAllowed(_)) => Err(GatewayError::Forbidden {
+            message: e.to_string(),
+            code: "model_not_allowed",
+        }),
         Err(e) => Err(GatewayError::Unauthorized(e.to_string())),
     }
 }
@@ -174,7 +188,8 @@ pub fn reserve(
         (_, Some(t)) => {
             let key = match &t.counter {
                 Counter::Header(h) => {
-                    let v = aigw_core::http1::find_header(caller.headers, h).map_or("-".into(), |v| String::from_utf8_lossy(v));
+                    let v = aigw_core::http1::find_header(caller.headers, h)
+                        .map_or("-".into(), |v| String::from_utf8_lossy(v));
                     format!("h:{v}")
                 }
                 // A caller without a consumer is counted by its address.
@@ -185,21 +200,39 @@ pub fn reserve(
         _ => None,
     };
     let quota = limits.filter(|l| l.quota.is_some());
-    let mut adm = Admission { consumer, estimate: 0, bucket: None, quota: None };
+    let mut adm = Admission {
+        consumer,
+        estimate: 0,
+        bucket: None,
+        quota: None,
+    };
     if bucket.is_none() && quota.is_none() {
         return Ok(adm);
     }
-    let estimate_prompt = cfg.token_limit.as_ref().is_none_or(|t| t.estimate_prompt_tokens);
+    let estimate_prompt = cfg
+        .token_limit
+        .as_ref()
+        .is_none_or(|t| t.estimate_prompt_tokens);
     adm.estimate = caller.max_tokens.unwrap_or(0)
-        + if estimate_prompt { aigw_core::tokens::estimate_prompt(caller.model, caller.body) as u64 } else { 0 };
+        + if estimate_prompt {
+            aigw_core::tokens::estimate_prompt(caller.model, caller.body) as u64
+        } else {
+            0
+        };
     if let Some(b) = bucket {
         if let Some(tb) = b.get() {
             match tb.try_reserve(adm.estimate, now_ns) {
                 Ok(r) => adm.bucket = Some((b, r)),
                 Err(d) => {
                     // A request bigger than the whole bucket never fits: say "a minute" rather than never.
-                    let ms = if d.too_large { 60_000 } else { d.retry_after_ns.div_ceil(1_000_000) };
-                    return Err(GatewayError::RateLimited { retry_after_ms: ms.max(1) });
+                    let ms = if d.too_large {
+                        60_000
+                    } else {
+                        d.retry_after_ns.div_ceil(1_000_000)
+                    };
+                    return Err(GatewayError::RateLimited {
+                        retry_after_ms: ms.max(1),
+                    });
                 }
             }
         }
@@ -211,11 +244,18 @@ pub fn reserve(
                 Err(d) => {
                     adm.settle(0, now_ns);
                     let message = if d.too_large {
-                        "Token quota is exceeded: this request is larger than the whole quota.".to_string()
+                        "Token quota is exceeded: this request is larger than the whole quota."
+                            .to_string()
                     } else {
-                        format!("Token quota is exceeded. It resets at unix time {}.", d.resets_at_unix_secs)
+                        format!(
+                            "Token quota is exceeded. It resets at unix time {}.",
+                            d.resets_at_unix_secs
+                        )
                     };
-                    return Err(GatewayError::Forbidden { message, code: "quota_exceeded" });
+                    return Err(GatewayError::Forbidden {
+                        message,
+                        code: "quota_exceeded",
+                    });
                 }
             }
         }
@@ -244,8 +284,14 @@ impl Admission {
         let tb = b.get()?;
         Some([
             ("x-ratelimit-limit-tokens", tb.limit().to_string()),
-            ("x-ratelimit-remaining-tokens", tb.remaining(now_ns).to_string()),
-            ("x-ratelimit-reset-tokens", openai_duration(tb.reset_after_ns(now_ns))),
+            (
+                "x-ratelimit-remaining-tokens",
+                tb.remaining(now_ns).to_string(),
+            ),
+            (
+                "x-ratelimit-reset-tokens",
+                openai_duration(tb.reset_after_ns(now_ns)),
+            ),
         ])
     }
 }

@@ -36,7 +36,10 @@ pub enum ReadError {
 impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
     /// Wrap a stream with an empty buffer.
     pub fn new(io: S) -> Self {
-        Conn { io, buf: BytesMut::with_capacity(READ_CHUNK) }
+        Conn {
+            io,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+        }
     }
 
     /// Read once, appending to `buf`; returns how many bytes arrived.

@@ -23,14 +23,22 @@ impl Shutdown {
 
     /// Remember a listening socket so [`begin`](Self::begin) can stop its accept loop.
     pub fn register_listener(&self, fd: RawFd) {
-        self.listeners.lock().unwrap_or_else(|p| p.into_inner()).push(fd);
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(fd);
     }
 
     /// Stop accepting: every registered listener is shut down, which wakes its pending accept
     /// with an error; connections close after their current request.
     pub fn begin(&self) {
         self.draining.store(true, Ordering::Relaxed);
-        for fd in self.listeners.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for fd in self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             // SAFETY: shutdown(2) on a descriptor we registered and never close before exit; a
             // stale number would at worst get EBADF/ENOTSOCK, which we ignore.
             unsafe {
@@ -54,7 +62,12 @@ impl Control {
     /// A control plane serving `cfg`, loaded from `path` (None for the built-in demo).
     pub fn new(cfg: Config, path: Option<PathBuf>) -> Self {
         let generation = AtomicU64::new(cfg.generation);
-        Control { config: Arc::new(ArcSwap::from_pointee(cfg)), path, generation, reloading: Mutex::new(()) }
+        Control {
+            config: Arc::new(ArcSwap::from_pointee(cfg)),
+            path,
+            generation,
+            reloading: Mutex::new(()),
+        }
     }
 
     /// Parse and validate the file again and swap it in; on any error the old config stays.
@@ -67,7 +80,9 @@ impl Control {
     pub fn reload(&self) -> Result<(u64, Vec<String>), String> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let Some(path) = &self.path else {
-            return Err("the built-in demo config has no file to reload; start with --config FILE".into());
+            return Err(
+                "the built-in demo config has no file to reload; start with --config FILE".into(),
+            );
         };
         let mut next = load_file(path).map_err(|e| e.to_string())?;
         let old = self.config.load();
@@ -76,7 +91,10 @@ impl Control {
             || next.gateway.admin_listen != old.gateway.admin_listen
             || next.gateway.workers != old.gateway.workers
         {
-            notes.push("listen, admin_listen and workers changes take effect at the next start".to_string());
+            notes.push(
+                "listen, admin_listen and workers changes take effect at the next start"
+                    .to_string(),
+            );
             next.gateway.listen = old.gateway.listen;
             next.gateway.admin_listen = old.gateway.admin_listen;
             next.gateway.workers = old.gateway.workers;

@@ -60,7 +60,11 @@ pub async fn attempt(
     let cands: Vec<Candidate<'_>> = pool
         .members
         .iter()
-        .map(|m| Candidate { priority: m.priority, weight: m.weight, state: &snap.health[m.backend] })
+        .map(|m| Candidate {
+            priority: m.priority,
+            weight: m.weight,
+            state: &snap.health[m.backend],
+        })
         .collect();
     let mut tried: u64 = 0;
     let mut attempts = 0;
@@ -70,7 +74,14 @@ pub async fn attempt(
         let now = now_ms();
         let picked = if attempts < pool.max_attempts {
             let mut wrr = snap.wrr[pool_id].borrow_mut();
-            pick(&cands, pool.strategy, &mut wrr, |i| i < 64 && tried & (1 << i) != 0, now, || shard.rand01())
+            pick(
+                &cands,
+                pool.strategy,
+                &mut wrr,
+                |i| i < 64 && tried & (1 << i) != 0,
+                now,
+                || shard.rand01(),
+            )
         } else {
             Picked::Nothing { retry_at: None }
         };
@@ -85,7 +96,10 @@ pub async fn attempt(
                 }
                 let secs = retry_at.map(|t| t.saturating_sub(now).div_ceil(1000).max(1));
                 return Err(GatewayError::Unavailable {
-                    message: format!("no backend of pool '{}' is available; try again later", pool.name),
+                    message: format!(
+                        "no backend of pool '{}' is available; try again later",
+                        pool.name
+                    ),
                     retry_after_secs: secs,
                 });
             }
@@ -117,10 +131,20 @@ pub async fn attempt(
                 if pool.retry_on.iter().any(|r| r.contains(resp.status)) {
                     state.failures.fetch_add(1, Relaxed);
                     state.bench(now, hint.unwrap_or(pool.bench_for.as_millis() as u64));
-                    last = Some(Won { up, resp, backend: bid, attempts });
+                    last = Some(Won {
+                        up,
+                        resp,
+                        backend: bid,
+                        attempts,
+                    });
                     continue;
                 }
-                return Ok(Won { up, resp, backend: bid, attempts });
+                return Ok(Won {
+                    up,
+                    resp,
+                    backend: bid,
+                    attempts,
+                });
             }
             Err(e) => {
                 state.failures.fetch_add(1, Relaxed);
@@ -139,7 +163,9 @@ fn discard(shard: &Shard, snap: &Snapshot, mut won: Won) {
         if won.up.conn.buf.len() as u64 == n && won.resp.keep_alive {
             won.up.conn.buf.clear();
             let max = snap.cfg.gateway.max_idle_per_backend;
-            shard.pools.put(&snap.backend_keys[won.backend], won.up, max);
+            shard
+                .pools
+                .put(&snap.backend_keys[won.backend], won.up, max);
         }
     }
 }
@@ -156,7 +182,9 @@ async fn try_backend(
     let g = &snap.cfg.gateway;
     let backend = &snap.cfg.backends[bid];
     if ask.model.is_empty() && backend.dialect == Dialect::Azure {
-        return Err(GatewayError::BadRequest("a model is required (in the body or as the deployment)".into()));
+        return Err(GatewayError::BadRequest(
+            "a model is required (in the body or as the deployment)".into(),
+        ));
     }
     let target = backend_target(backend, ask.path, ask.model);
     let auth_value = backend.api_key.as_ref().map(|k| match backend.dialect {
@@ -173,7 +201,8 @@ async fn try_backend(
             Dialect::OpenAi => ("authorization", v),
         }),
         request_id: ask.request_id,
-        content_length: (!req.body.is_empty() || !req.head.is_method("GET")).then_some(req.body.len() as u64),
+        content_length: (!req.body.is_empty() || !req.head.is_method("GET"))
+            .then_some(req.body.len() as u64),
         client_headers: &req.head.headers,
     };
     let key = &snap.backend_keys[bid];
@@ -184,25 +213,45 @@ async fn try_backend(
             Some(c) => c,
             None => {
                 let t0 = std::time::Instant::now();
-                let c = shard.pools.connect(&backend.addrs, g.connect_timeout).await;
+                let c = shard
+                    .pools
+                    .connect(&backend.addrs, g.connect_timeout, &snap.transports[bid])
+                    .await;
                 *wait += t0.elapsed();
-                c.map_err(|e| GatewayError::BadGateway(format!("cannot connect to backend {}: {e}", backend.name)))?
+                c.map_err(|e| {
+                    GatewayError::BadGateway(format!(
+                        "cannot connect to backend {}: {e}",
+                        backend.name
+                    ))
+                })?
             }
         };
         match exchange_head(&mut up, &head, &req.body, g.upstream_timeout, wait).await {
             Ok(resp) => return Ok((up, resp)),
             Err(UpstreamError::Io(_)) if reused => continue, // the upstream closed an idle connection
             Err(UpstreamError::Timeout) => {
-                return Err(GatewayError::GatewayTimeout(g.upstream_timeout.as_millis() as u64))
+                return Err(GatewayError::GatewayTimeout(
+                    g.upstream_timeout.as_millis() as u64
+                ))
             }
-            Err(e) => return Err(GatewayError::BadGateway(format!("backend {}: {e}", backend.name))),
+            Err(e) => {
+                return Err(GatewayError::BadGateway(format!(
+                    "backend {}: {e}",
+                    backend.name
+                )))
+            }
         }
     }
 }
 
 /// The head sent to the client for a won response; `rate` (the caller's own rate-limit headers)
 /// replaces the backend's headers of the same names.
-pub fn client_head(won: &Won, backend_name: &str, request_id: &str, rate: &[(&str, &[u8])]) -> BytesMut {
+pub fn client_head(
+    won: &Won,
+    backend_name: &str,
+    request_id: &str,
+    rate: &[(&str, &[u8])],
+) -> BytesMut {
     let mut out = BytesMut::with_capacity(512);
     let mut n = itoa::Buffer::new();
     let mut replace = vec!["x-request-id", "x-aigw-backend", "x-aigw-attempts"];

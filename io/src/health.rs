@@ -16,7 +16,9 @@ pub fn now_ms() -> u64 {
 
 /// Seconds since the Unix epoch (for HTTP-date `Retry-After`).
 pub fn unix_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Backend states by name and URL, so a reload keeps the state of unchanged backends.
@@ -33,7 +35,11 @@ impl HealthRegistry {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         cfg.backends
             .iter()
-            .map(|b| map.entry(format!("{}|{}", b.name, b.url)).or_default().clone())
+            .map(|b| {
+                map.entry(format!("{}|{}", b.name, b.url))
+                    .or_default()
+                    .clone()
+            })
             .collect()
     }
 
@@ -47,7 +53,12 @@ impl HealthRegistry {
         let mut text = String::new();
         let _ = writeln!(text, "# HELP aigw_backend_up 1 when the backend can be picked now.\n# TYPE aigw_backend_up gauge");
         for (b, s) in cfg.backends.iter().zip(&states) {
-            let _ = writeln!(text, "aigw_backend_up{{backend=\"{}\"}} {}", b.name, u8::from(s.available(now)));
+            let _ = writeln!(
+                text,
+                "aigw_backend_up{{backend=\"{}\"}} {}",
+                b.name,
+                u8::from(s.available(now))
+            );
         }
         let _ = writeln!(
             text,
@@ -68,7 +79,12 @@ impl HealthRegistry {
             "# HELP aigw_backend_attempts_total Attempts sent to each backend, retries included.\n# TYPE aigw_backend_attempts_total counter"
         );
         for (b, s) in cfg.backends.iter().zip(&states) {
-            let _ = writeln!(text, "aigw_backend_attempts_total{{backend=\"{}\"}} {}", b.name, s.requests.load(Relaxed));
+            let _ = writeln!(
+                text,
+                "aigw_backend_attempts_total{{backend=\"{}\"}} {}",
+                b.name,
+                s.requests.load(Relaxed)
+            );
         }
         for (b, s) in cfg.backends.iter().zip(&states) {
             let benched_ms = s.benched_until().saturating_sub(now);

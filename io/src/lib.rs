@@ -22,5 +22,6 @@ pub mod relay;
 pub mod runtime;
 pub mod server;
 pub mod shard;
+pub mod tls;
 pub mod upstream;
 pub mod workers;

@@ -125,16 +125,26 @@ impl Output {
                 (Box::new(f), len)
             }
         };
-        Ok(Output { target, w: BufWriter::with_capacity(64 * 1024, w), written })
+        Ok(Output {
+            target,
+            w: BufWriter::with_capacity(64 * 1024, w),
+            written,
+        })
     }
 
     fn line(&mut self, line: &str) {
         if let Target::File { max_bytes, .. } = self.target {
-            if max_bytes > 0 && self.written > 0 && self.written + line.len() as u64 + 1 > max_bytes {
+            if max_bytes > 0 && self.written > 0 && self.written + line.len() as u64 + 1 > max_bytes
+            {
                 self.rotate();
             }
         }
-        if self.w.write_all(line.as_bytes()).and_then(|_| self.w.write_all(b"\n")).is_err() {
+        if self
+            .w
+            .write_all(line.as_bytes())
+            .and_then(|_| self.w.write_all(b"\n"))
+            .is_err()
+        {
             tracing::error!("log write failed; line lost");
         }
         self.written += line.len() as u64 + 1;
@@ -145,7 +155,9 @@ impl Output {
     }
 
     fn rotate(&mut self) {
-        let Target::File { path, keep, .. } = self.target.clone() else { return };
+        let Target::File { path, keep, .. } = self.target.clone() else {
+            return;
+        };
         self.flush();
         let numbered = |i: usize| PathBuf::from(format!("{}.{i}", path.display()));
         if keep == 0 {
@@ -211,7 +223,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("aigw-logsink-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("m.jsonl");
-        let sink = Sink::start("t", Target::File { path: path.clone(), max_bytes: 100, keep: 2 }, 1024).unwrap();
+        let sink = Sink::start(
+            "t",
+            Target::File {
+                path: path.clone(),
+                max_bytes: 100,
+                keep: 2,
+            },
+            1024,
+        )
+        .unwrap();
         for i in 0..30 {
             sink.send(format!("{{\"n\":{i},\"pad\":\"xxxxxxxxxxxxxxxxxxxx\"}}"));
         }
@@ -226,12 +247,24 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
 
         // A writer that cannot keep up (capacity 1, many lines at once) drops and counts.
-        let slow = Sink::start("t2", Target::File { path: std::env::temp_dir().join(format!("aigw-ls2-{}", std::process::id())), max_bytes: 0, keep: 0 }, 1).unwrap();
+        let slow = Sink::start(
+            "t2",
+            Target::File {
+                path: std::env::temp_dir().join(format!("aigw-ls2-{}", std::process::id())),
+                max_bytes: 0,
+                keep: 0,
+            },
+            1,
+        )
+        .unwrap();
         for _ in 0..10_000 {
             slow.send("x".repeat(10));
         }
         slow.close();
         let total = slow.accepted.load(Relaxed) + slow.dropped.load(Relaxed);
-        assert_eq!(total, 10_000, "every line is either written or counted as dropped");
+        assert_eq!(
+            total, 10_000,
+            "every line is either written or counted as dropped"
+        );
     }
 }

@@ -59,7 +59,13 @@ pub const CONSUMER_REQUESTS: Family = Family {
 };
 
 /// All counter families, indexed by position (the `family` argument of [`LocalMetrics::add`]).
-pub const FAMILIES: &[&Family] = &[&REQUESTS, &RETRIES, &TOKENS, &REJECTIONS, &CONSUMER_REQUESTS];
+pub const FAMILIES: &[&Family] = &[
+    &REQUESTS,
+    &RETRIES,
+    &TOKENS,
+    &REJECTIONS,
+    &CONSUMER_REQUESTS,
+];
 /// Index of [`TOKENS`] in [`FAMILIES`].
 pub const F_TOKENS: usize = 2;
 /// Index of [`REJECTIONS`] in [`FAMILIES`].
@@ -73,8 +79,8 @@ pub const F_RETRIES: usize = 1;
 
 /// Histogram bucket upper bounds in seconds.
 const BUCKETS: [f64; 18] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    30.0, 120.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 120.0,
 ];
 
 /// A fixed-bucket histogram written by one thread.
@@ -88,7 +94,10 @@ impl Histogram {
     /// Record one observation (single writer: this worker).
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        let i = BUCKETS.iter().position(|&b| secs <= b).unwrap_or(BUCKETS.len());
+        let i = BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(BUCKETS.len());
         bump(&self.counts[i], 1);
         bump(&self.sum_ns, d.as_nanos() as u64);
     }
@@ -149,7 +158,11 @@ const MAX_SERIES_PER_WORKER: usize = 4096;
 impl LocalMetrics {
     /// Local face of `shared`.
     pub fn new(shared: Arc<WorkerMetrics>) -> Self {
-        LocalMetrics { shared, series: RefCell::new(HashMap::new()), count: std::cell::Cell::new(0) }
+        LocalMetrics {
+            shared,
+            series: RefCell::new(HashMap::new()),
+            count: std::cell::Cell::new(0),
+        }
     }
 
     /// Add `v` to the series of `family` with these label values (in the family's label order).
@@ -166,10 +179,9 @@ impl LocalMetrics {
         let key = h.finish();
         let mut map = self.series.borrow_mut();
         let bucket = map.entry(key).or_default();
-        if let Some((_, _, c)) = bucket
-            .iter()
-            .find(|(n, l, _)| n[..] == *names && l.iter().map(String::as_str).eq(labels.iter().copied()))
-        {
+        if let Some((_, _, c)) = bucket.iter().find(|(n, l, _)| {
+            n[..] == *names && l.iter().map(String::as_str).eq(labels.iter().copied())
+        }) {
             bump(c, v);
             return;
         }
@@ -205,7 +217,10 @@ pub struct Registry {
 impl Registry {
     /// A registry for `n` workers.
     pub fn new(n: usize) -> Self {
-        Registry { workers: (0..n).map(|_| Arc::default()).collect(), known: Default::default() }
+        Registry {
+            workers: (0..n).map(|_| Arc::default()).collect(),
+            known: Default::default(),
+        }
     }
 
     /// Worker `i`'s shared metrics.
@@ -244,7 +259,11 @@ impl Registry {
         }
         let mut out = String::with_capacity(4096);
         for (fi, f) in FAMILIES.iter().enumerate() {
-            let _ = writeln!(out, "# HELP {} {}\n# TYPE {} counter", f.name, f.help, f.name);
+            let _ = writeln!(
+                out,
+                "# HELP {} {}\n# TYPE {} counter",
+                f.name, f.help, f.name
+            );
             for ((_, names, labels), v) in sums.iter().filter(|((x, _, _), _)| *x == fi) {
                 let _ = write!(out, "{}{{", f.name);
                 for (i, (n, val)) in names.iter().zip(labels.iter()).enumerate() {
@@ -257,15 +276,38 @@ impl Registry {
         let gauge = |out: &mut String, name: &str, help: &str, v: i64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
-        gauge(&mut out, "aigw_in_flight_requests", "Requests being answered now.", self.in_flight());
-        let conns = self.workers.iter().map(|w| w.upstream_conns.load(Relaxed)).sum();
-        gauge(&mut out, "aigw_upstream_connections", "Upstream connections open (idle or in use).", conns);
-        let connects: u64 = self.workers.iter().map(|w| w.upstream_connects.load(Relaxed)).sum();
+        gauge(
+            &mut out,
+            "aigw_in_flight_requests",
+            "Requests being answered now.",
+            self.in_flight(),
+        );
+        let conns = self
+            .workers
+            .iter()
+            .map(|w| w.upstream_conns.load(Relaxed))
+            .sum();
+        gauge(
+            &mut out,
+            "aigw_upstream_connections",
+            "Upstream connections open (idle or in use).",
+            conns,
+        );
+        let connects: u64 = self
+            .workers
+            .iter()
+            .map(|w| w.upstream_connects.load(Relaxed))
+            .sum();
         let _ = writeln!(
             out,
             "# HELP aigw_upstream_connects_total Upstream connections opened.\n# TYPE aigw_upstream_connects_total counter\naigw_upstream_connects_total {connects}"
         );
-        self.render_hist(&mut out, "aigw_request_duration_seconds", "Total request latency.", |w| &w.latency);
+        self.render_hist(
+            &mut out,
+            "aigw_request_duration_seconds",
+            "Total request latency.",
+            |w| &w.latency,
+        );
         self.render_hist(
             &mut out,
             "aigw_time_to_first_token_seconds",
@@ -281,24 +323,45 @@ impl Registry {
         out
     }
 
-    fn render_hist(&self, out: &mut String, name: &str, help: &str, pick: impl Fn(&WorkerMetrics) -> &Histogram) {
+    fn render_hist(
+        &self,
+        out: &mut String,
+        name: &str,
+        help: &str,
+        pick: impl Fn(&WorkerMetrics) -> &Histogram,
+    ) {
         use std::fmt::Write;
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut cum = 0u64;
         let mut sum_ns = 0u64;
-        for (i, le) in BUCKETS.iter().map(|b| b.to_string()).chain(["+Inf".to_string()]).enumerate() {
-            cum += self.workers.iter().map(|w| pick(w).counts[i].load(Relaxed)).sum::<u64>();
+        for (i, le) in BUCKETS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(["+Inf".to_string()])
+            .enumerate()
+        {
+            cum += self
+                .workers
+                .iter()
+                .map(|w| pick(w).counts[i].load(Relaxed))
+                .sum::<u64>();
             let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cum}");
         }
         for w in &self.workers {
             sum_ns += pick(w).sum_ns.load(Relaxed);
         }
-        let _ = writeln!(out, "{name}_sum {}\n{name}_count {cum}", sum_ns as f64 / 1e9);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}\n{name}_count {cum}",
+            sum_ns as f64 / 1e9
+        );
     }
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -316,7 +379,10 @@ mod tests {
         b.add(F_REQUESTS, &["m\"x", "west", "429"], 1);
         a.shared.latency.observe(Duration::from_millis(3));
         let text = reg.render();
-        assert!(text.contains("aigw_requests_total{model=\"m\",backend=\"east\",status=\"200\"} 5"), "{text}");
+        assert!(
+            text.contains("aigw_requests_total{model=\"m\",backend=\"east\",status=\"200\"} 5"),
+            "{text}"
+        );
         assert!(text.contains("model=\"m\\\"x\""));
         assert!(text.contains("aigw_request_duration_seconds_count 1"));
         // A second scrape sees later increments on already-known series.
@@ -327,6 +393,9 @@ mod tests {
             a.add(F_REQUESTS, &[&format!("model-{i}"), "east", "200"], 1);
         }
         let text = reg.render();
-        assert!(text.contains("model=\"_other\",backend=\"_other\",status=\"_other\"} 11"), "folded");
+        assert!(
+            text.contains("model=\"_other\",backend=\"_other\",status=\"_other\"} 11"),
+            "folded"
+        );
     }
 }

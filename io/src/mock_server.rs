@@ -36,7 +36,11 @@ impl Service for MockService {
         }
     }
 
-    async fn call<S: AsyncReadRent + AsyncWriteRent>(&self, req: Request, conn: &mut Conn<S>) -> bool {
+    async fn call<S: AsyncReadRent + AsyncWriteRent>(
+        &self,
+        req: Request,
+        conn: &mut Conn<S>,
+    ) -> bool {
         match req.head.path() {
             "/mock/stats" => return json(conn, &self.shared.stats_json()).await,
             "/mock/requests" => return json(conn, &self.shared.requests_json()).await,
@@ -69,12 +73,19 @@ impl Service for MockService {
         }
         match reply.body {
             MockBody::Full(body) => {
-                put_header(&mut out, b"content-length", code.format(body.len()).as_bytes());
+                put_header(
+                    &mut out,
+                    b"content-length",
+                    code.format(body.len()).as_bytes(),
+                );
                 out.put_slice(b"\r\n");
                 out.put_slice(&body);
                 conn.write(out).await.0.is_ok()
             }
-            MockBody::Sse { events, chunk_delay_ms } => {
+            MockBody::Sse {
+                events,
+                chunk_delay_ms,
+            } => {
                 put_header(&mut out, b"transfer-encoding", b"chunked");
                 put_header(&mut out, b"cache-control", b"no-cache");
                 out.put_slice(b"\r\n");

@@ -55,7 +55,10 @@ impl Service for Gateway {
         let snap = self.shard.snapshot();
         let g = &snap.cfg.gateway;
         ServerLimits {
-            head: aigw_core::http1::HeadLimits { max_head_bytes: g.max_head_bytes, max_headers: g.max_headers },
+            head: aigw_core::http1::HeadLimits {
+                max_head_bytes: g.max_head_bytes,
+                max_headers: g.max_headers,
+            },
             max_body: g.max_body_bytes,
             idle: g.idle_timeout,
             header: g.header_timeout,
@@ -66,13 +69,19 @@ impl Service for Gateway {
         self.shard.shutdown.is_draining()
     }
 
-    async fn call<S: AsyncReadRent + AsyncWriteRent>(&self, req: Request, conn: &mut Conn<S>) -> bool {
+    async fn call<S: AsyncReadRent + AsyncWriteRent>(
+        &self,
+        req: Request,
+        conn: &mut Conn<S>,
+    ) -> bool {
         let shard = &self.shard;
         let _guard = InFlight::new(&shard.metrics.shared);
         let snap = shard.snapshot();
         let mut rec = Record {
             request_id: match req.head.header("x-request-id") {
-                Some(v) if !v.is_empty() && v.len() <= 200 => String::from_utf8_lossy(v).into_owned(),
+                Some(v) if !v.is_empty() && v.len() <= 200 => {
+                    String::from_utf8_lossy(v).into_owned()
+                }
                 _ => shard.next_request_id(),
             },
             ..Record::default()
@@ -106,7 +115,14 @@ impl Gateway {
             Ok(p) => p,
             Err(_) if req.head.path() == "/status-0123456789abcdef" => {
                 rec.status = 200;
-                return Ok(send_response(conn, 200, &[], "application/json", b"{\"status\":\"ok\"}").await);
+                return Ok(send_response(
+                    conn,
+                    200,
+                    &[],
+                    "application/json",
+                    b"{\"status\":\"ok\"}",
+                )
+                .await);
             }
             Err(e) => return Err(GatewayError::NotFound(e.to_string())),
         };
@@ -127,7 +143,10 @@ impl Gateway {
         // The key is checked before the model is resolved: an unauthenticated caller learns nothing
         // about the configured models.
         rec.consumer = authenticate(cfg, &snap.policy, &req.head.headers, query, Some(model))?;
-        let pool_id = cfg.models.resolve(model).ok_or_else(|| GatewayError::UnknownModel(model.to_string()))?;
+        let pool_id = cfg
+            .models
+            .resolve(model)
+            .ok_or_else(|| GatewayError::UnknownModel(model.to_string()))?;
         let caller = Caller {
             headers: &req.head.headers,
             model,
@@ -135,13 +154,30 @@ impl Gateway {
             max_tokens: peeked.max_tokens,
             ip: req.peer.ip(),
         };
-        let mut adm = reserve(cfg, &snap.policy, &self.shard.limiters, rec.consumer, &caller, now_ns(), unix_secs())
-            .inspect_err(|e| {
-                rec.rejected = Some(if e.status() == 429 { "tokens_per_minute" } else { "quota" });
-            })?;
+        let mut adm = reserve(
+            cfg,
+            &snap.policy,
+            &self.shard.limiters,
+            rec.consumer,
+            &caller,
+            now_ns(),
+            unix_secs(),
+        )
+        .inspect_err(|e| {
+            rec.rejected = Some(if e.status() == 429 {
+                "tokens_per_minute"
+            } else {
+                "quota"
+            });
+        })?;
         let rate = adm.rate_headers(now_ns());
 
-        let ask = Ask { req, path: &path, model, request_id: &rec.request_id };
+        let ask = Ask {
+            req,
+            path: &path,
+            model,
+            request_id: &rec.request_id,
+        };
         let mut wait = Duration::ZERO;
         let result = attempt(&self.shard, snap, pool_id, &ask, &mut wait).await;
         rec.upstream_wait = wait;
@@ -155,22 +191,41 @@ impl Gateway {
         rec.backend = Some(won.backend);
         rec.attempts = won.attempts;
         rec.status = won.resp.status;
-        rec.region = won.resp.header("x-ms-region").map(|v| String::from_utf8_lossy(v).into_owned());
+        rec.region = won
+            .resp
+            .header("x-ms-region")
+            .map(|v| String::from_utf8_lossy(v).into_owned());
         let sse = won
             .resp
             .header("content-type")
             .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
-        let rate_refs: Vec<(&str, &[u8])> =
-            rate.iter().flatten().map(|(k, v)| (*k, v.as_bytes())).collect();
-        let head_out = client_head(&won, &cfg.backends[won.backend].name, &rec.request_id, &rate_refs);
+        let rate_refs: Vec<(&str, &[u8])> = rate
+            .iter()
+            .flatten()
+            .map(|(k, v)| (*k, v.as_bytes()))
+            .collect();
+        let head_out = client_head(
+            &won,
+            &cfg.backends[won.backend].name,
+            &rec.request_id,
+            &rate_refs,
+        );
 
         let mut tap = UsageTap::new(sse, TAP_MAX_JSON, TAP_MAX_TEXT);
         let mut first: Option<Instant> = None;
         let g = &cfg.gateway;
-        let end = relay_body(conn, &mut won.up, &won.resp, head_out, g.upstream_timeout, &mut wait, |d| {
-            first.get_or_insert_with(Instant::now);
-            tap.feed(d);
-        })
+        let end = relay_body(
+            conn,
+            &mut won.up,
+            &won.resp,
+            head_out,
+            g.upstream_timeout,
+            &mut wait,
+            |d| {
+                first.get_or_insert_with(Instant::now);
+                tap.feed(d);
+            },
+        )
         .await;
         rec.upstream_wait = wait;
         if sse {
@@ -180,16 +235,26 @@ impl Gateway {
         let ok = (200..300).contains(&won.resp.status);
         let usage = ok.then(|| {
             tapped.usage.unwrap_or_else(|| {
-                tapped.usage_or_count(model, aigw_core::tokens::estimate_prompt(model, &req.body) as u64)
+                tapped.usage_or_count(
+                    model,
+                    aigw_core::tokens::estimate_prompt(model, &req.body) as u64,
+                )
             })
         });
         adm.settle(usage.map_or(0, |u| u.total_tokens), now_ns());
         rec.usage = usage;
         rec.reply = Some((tapped.text, tapped.text_truncated));
         Ok(match end {
-            RelayEnd::Complete { reusable, client_keep } => {
+            RelayEnd::Complete {
+                reusable,
+                client_keep,
+            } => {
                 if reusable {
-                    self.shard.pools.put(&snap.backend_keys[won.backend], won.up, g.max_idle_per_backend);
+                    self.shard.pools.put(
+                        &snap.backend_keys[won.backend],
+                        won.up,
+                        g.max_idle_per_backend,
+                    );
                 }
                 client_keep
             }

@@ -66,12 +66,25 @@ pub struct Record {
 }
 
 /// Count and log a finished request.
-pub fn finish(shard: &Shard, snap: &Snapshot, rec: &Record, peer: SocketAddr, started: Instant, req: &crate::server::Request) {
+pub fn finish(
+    shard: &Shard,
+    snap: &Snapshot,
+    rec: &Record,
+    peer: SocketAddr,
+    started: Instant,
+    req: &crate::server::Request,
+) {
     let cfg = &snap.cfg;
     let total = started.elapsed();
     let m = &shard.metrics;
-    let consumer = rec.consumer.and_then(|i| cfg.consumers.get(i)).map_or("", |c| c.name.as_str());
-    let backend = rec.backend.and_then(|i| cfg.backends.get(i)).map_or("", |b| b.name.as_str());
+    let consumer = rec
+        .consumer
+        .and_then(|i| cfg.consumers.get(i))
+        .map_or("", |c| c.name.as_str());
+    let backend = rec
+        .backend
+        .and_then(|i| cfg.backends.get(i))
+        .map_or("", |b| b.name.as_str());
     let mut code = itoa::Buffer::new();
     let status = code.format(rec.status);
     m.add(F_REQUESTS, &[&rec.model, backend, status], 1);
@@ -82,12 +95,17 @@ pub fn finish(shard: &Shard, snap: &Snapshot, rec: &Record, peer: SocketAddr, st
         m.add(F_REJECTIONS, &[consumer, reason], 1);
     }
     m.shared.latency.observe(total);
-    m.shared.overhead.observe(total.saturating_sub(rec.upstream_wait));
+    m.shared
+        .overhead
+        .observe(total.saturating_sub(rec.upstream_wait));
     if let Some(t) = rec.ttft {
         m.shared.ttft.observe(t);
     }
     let ip = peer.ip().to_string();
-    let user = req.head.header("x-user-id").map_or("N/A".into(), |v| String::from_utf8_lossy(v).into_owned());
+    let user = req
+        .head
+        .header("x-user-id")
+        .map_or("N/A".into(), |v| String::from_utf8_lossy(v).into_owned());
     if let Some(u) = rec.usage {
         let dims = &cfg.metrics.dimensions;
         let mut names: Vec<&'static str> = Vec::with_capacity(dims.len() + 1);
@@ -104,12 +122,18 @@ pub fn finish(shard: &Shard, snap: &Snapshot, rec: &Record, peer: SocketAddr, st
                 Dimension::User => &user,
             });
         }
-        for (ty, v) in [("prompt", u.prompt_tokens), ("completion", u.completion_tokens), ("total", u.total_tokens)] {
+        for (ty, v) in [
+            ("prompt", u.prompt_tokens),
+            ("completion", u.completion_tokens),
+            ("total", u.total_tokens),
+        ] {
             values[0] = ty;
             m.add_named(F_TOKENS, &names, &values, v);
         }
     }
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let usage = rec.usage.unwrap_or_default();
     if let Some(sink) = &shard.sinks.access {
         let line = json!({
@@ -133,7 +157,10 @@ pub fn finish(shard: &Shard, snap: &Snapshot, rec: &Record, peer: SocketAddr, st
         });
         sink.send(line.to_string());
     }
-    let completion_op = matches!(rec.operation.as_str(), "chat/completions" | "completions" | "responses");
+    let completion_op = matches!(
+        rec.operation.as_str(),
+        "chat/completions" | "completions" | "responses"
+    );
     if let (Some(sink), Some(store)) = (&shard.sinks.messages, &cfg.log.messages) {
         if completion_op && (200..300).contains(&rec.status) {
             let max = store.max_body_bytes;

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use aigw_core::http1::{decode_response_head, BodyFraming, ChunkedDecoder, ResponseHead, UpstreamHead};
+use aigw_core::http1::{
+    decode_response_head, BodyFraming, ChunkedDecoder, ResponseHead, UpstreamHead,
+};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
@@ -64,7 +66,11 @@ pub async fn exchange_head(
             Ok(None) => {}
             Err(e) => break Err(UpstreamError::Malformed(e.to_string())),
         }
-        match up.conn.fill_within(deadline.saturating_duration_since(Instant::now())).await {
+        match up
+            .conn
+            .fill_within(deadline.saturating_duration_since(Instant::now()))
+            .await
+        {
             Ok(_) => {}
             Err(ReadError::Timeout) => break Err(UpstreamError::Timeout),
             Err(e) => break Err(UpstreamError::Io(e.to_string())),
@@ -128,7 +134,9 @@ pub async fn relay_body<S: AsyncReadRent + AsyncWriteRent>(
             }
         }
     };
-    let Ok((n, mut done)) = take(&up.conn.buf) else { return RelayEnd::UpstreamFailed };
+    let Ok((n, mut done)) = take(&up.conn.buf) else {
+        return RelayEnd::UpstreamFailed;
+    };
     // The head and the first body bytes leave together: one write for small responses.
     head_out.put_slice(&up.conn.buf[..n]);
     up.conn.buf.advance(n);
@@ -142,11 +150,16 @@ pub async fn relay_body<S: AsyncReadRent + AsyncWriteRent>(
         match r {
             Ok(_) => {}
             Err(ReadError::Eof) if head.framing == BodyFraming::UntilClose => {
-                return RelayEnd::Complete { reusable: false, client_keep: false };
+                return RelayEnd::Complete {
+                    reusable: false,
+                    client_keep: false,
+                };
             }
             Err(_) => return RelayEnd::UpstreamFailed,
         }
-        let Ok((n, d)) = take(&up.conn.buf) else { return RelayEnd::UpstreamFailed };
+        let Ok((n, d)) = take(&up.conn.buf) else {
+            return RelayEnd::UpstreamFailed;
+        };
         done = d;
         // Relay what arrived right away (an SSE event must not wait for the next one); the
         // split-off part shares the read buffer's allocation, which is reclaimed once written.

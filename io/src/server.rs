@@ -84,7 +84,12 @@ where
                 return;
             }
         };
-        let req = Request { head, body, peer, started: Instant::now() };
+        let req = Request {
+            head,
+            body,
+            peer,
+            started: Instant::now(),
+        };
         let reusable = svc.call(req, &mut conn).await;
         if !reusable || !keep_alive || svc.draining() {
             return;
@@ -141,7 +146,9 @@ async fn read_body<S: AsyncReadRent + AsyncWriteRent>(
         BodyFraming::Empty | BodyFraming::UntilClose => Ok(Bytes::new()),
         BodyFraming::Length(n) => {
             if n > limits.max_body {
-                return Err(HeadError::Reply(GatewayError::BodyTooLarge(limits.max_body)));
+                return Err(HeadError::Reply(GatewayError::BodyTooLarge(
+                    limits.max_body,
+                )));
             }
             let n = n as usize;
             if head.expect_continue && conn.buf.len() < n {
@@ -167,7 +174,9 @@ async fn read_body<S: AsyncReadRent + AsyncWriteRent>(
                     .map_err(|e| HeadError::Reply(GatewayError::BadRequest(e.to_string())))?;
                 conn.buf.advance(p.consumed);
                 if body.len() as u64 > limits.max_body {
-                    return Err(HeadError::Reply(GatewayError::BodyTooLarge(limits.max_body)));
+                    return Err(HeadError::Reply(GatewayError::BodyTooLarge(
+                        limits.max_body,
+                    )));
                 }
                 if p.done {
                     return Ok(body.freeze());
@@ -182,20 +191,29 @@ async fn fill_until<S: AsyncReadRent + AsyncWriteRent>(
     conn: &mut Conn<S>,
     deadline: Instant,
 ) -> Result<(), HeadError> {
-    match conn.fill_within(deadline.saturating_duration_since(Instant::now())).await {
+    match conn
+        .fill_within(deadline.saturating_duration_since(Instant::now()))
+        .await
+    {
         Ok(_) => Ok(()),
         Err(ReadError::Timeout) => Err(HeadError::Reply(GatewayError::RequestTimeout)),
         Err(_) => Err(HeadError::Closed),
     }
 }
 
-async fn send_continue<S: AsyncReadRent + AsyncWriteRent>(conn: &mut Conn<S>) -> Result<(), HeadError> {
+async fn send_continue<S: AsyncReadRent + AsyncWriteRent>(
+    conn: &mut Conn<S>,
+) -> Result<(), HeadError> {
     let (res, _) = conn.write(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
     res.map_err(|_| HeadError::Closed)
 }
 
 /// Write the OpenAI-style error answer for `e`; `close` adds `connection: close`.
-pub async fn send_error<S: AsyncReadRent + AsyncWriteRent>(conn: &mut Conn<S>, e: &GatewayError, close: bool) {
+pub async fn send_error<S: AsyncReadRent + AsyncWriteRent>(
+    conn: &mut Conn<S>,
+    e: &GatewayError,
+    close: bool,
+) {
     send_error_with(conn, e, close, &[]).await;
 }
 
@@ -212,7 +230,14 @@ pub async fn send_error_with<S: AsyncReadRent + AsyncWriteRent>(
     let mut extra: Vec<(&str, &str)> = retry.iter().map(|s| ("retry-after", s.as_str())).collect();
     extra.extend(retry_ms.iter().map(|s| ("retry-after-ms", s.as_str())));
     extra.extend_from_slice(headers);
-    simple_response(&mut out, e.status(), &extra, "application/json", &e.body(), close);
+    simple_response(
+        &mut out,
+        e.status(),
+        &extra,
+        "application/json",
+        &e.body(),
+        close,
+    );
     let _ = conn.write(out).await;
 }
 

@@ -12,18 +12,21 @@ use arc_swap::ArcSwap;
 use crate::admission::{Limiters, Policy};
 use crate::control::Shutdown;
 use crate::health::HealthRegistry;
-use crate::record::Sinks;
-use crate::workers::Shared;
 use crate::metrics::LocalMetrics;
+use crate::record::Sinks;
+use crate::tls::{TlsClients, Transport};
 use crate::upstream::UpstreamPools;
+use crate::workers::Shared;
 
 /// What a request sees of the config: it holds this `Rc` until it ends, so a reload never changes
 /// a request in flight.
 pub struct Snapshot {
     /// The validated config.
     pub cfg: Arc<Config>,
-    /// Pool key per backend: name and URL, so a changed URL gets fresh connections.
+    /// Pool key per backend: name, URL, addresses and TLS settings, so a change gets fresh connections.
     pub backend_keys: Vec<String>,
+    /// How to connect to each backend (plain or TLS with its shared client config).
+    pub transports: Vec<Transport>,
     /// Round-robin cursor per pool (per worker; cursors need not agree across cores).
     pub cursors: Vec<Cell<usize>>,
     /// `GET /v1/models` answer, built once per config.
@@ -37,8 +40,14 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    fn new(cfg: Arc<Config>, registry: &HealthRegistry, limiters: &Limiters) -> Self {
-        let backend_keys = cfg.backends.iter().map(|b| format!("{}|{}|{:?}", b.name, b.url, b.addrs)).collect();
+    fn new(
+        cfg: Arc<Config>,
+        registry: &HealthRegistry,
+        limiters: &Limiters,
+        tls: &TlsClients,
+    ) -> Self {
+        let backend_keys = cfg.backends.iter().map(backend_key).collect();
+        let transports = tls.transports(&cfg);
         let cursors = cfg.pools.iter().map(|_| Cell::new(0)).collect();
         let mut names: Vec<&String> = cfg.models.exact.keys().collect();
         names.sort();
@@ -46,12 +55,40 @@ impl Snapshot {
             .iter()
             .map(|n| serde_json::json!({"id": n, "object": "model", "created": 0, "owned_by": "aigw"}))
             .collect();
-        let models_json = serde_json::json!({"object": "list", "data": data}).to_string().into();
+        let models_json = serde_json::json!({"object": "list", "data": data})
+            .to_string()
+            .into();
         let health = registry.resolve(&cfg);
-        let wrr = cfg.pools.iter().map(|_| RefCell::new(WrrState::default())).collect();
+        let wrr = cfg
+            .pools
+            .iter()
+            .map(|_| RefCell::new(WrrState::default()))
+            .collect();
         let policy = Policy::new(&cfg, limiters);
-        Snapshot { cfg, backend_keys, cursors, models_json, health, wrr, policy }
+        Snapshot {
+            cfg,
+            backend_keys,
+            transports,
+            cursors,
+            models_json,
+            health,
+            wrr,
+            policy,
+        }
     }
+}
+
+/// The pool key of a backend: what its connections depend on.
+fn backend_key(b: &aigw_core::config::Backend) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut key = format!("{}|{}|{:?}", b.name, b.url, b.addrs);
+    if let Some(t) = &b.tls_options {
+        // The roots by digest: a changed ca_file gets fresh connections without a key as long as it.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        t.extra_roots.hash(&mut h);
+        key += &format!("|{}|{:016x}", t.server_name, h.finish());
+    }
+    key
 }
 
 /// One worker's state.
@@ -70,6 +107,8 @@ pub struct Shard {
     pub health: Arc<HealthRegistry>,
     /// Shared token budgets.
     pub limiters: Arc<Limiters>,
+    /// Shared TLS client configs.
+    pub tls: Arc<TlsClients>,
     /// Access log and message store.
     pub sinks: Arc<Sinks>,
     rng: Cell<u64>,
@@ -79,10 +118,20 @@ pub struct Shard {
 
 impl Shard {
     /// A shard reading config from `global`.
-    pub fn new(id: usize, global: Arc<ArcSwap<Config>>, metrics: LocalMetrics, shared: &Shared) -> Self {
-        let (shutdown, health, limiters, sinks) =
-            (shared.shutdown.clone(), shared.health.clone(), shared.limiters.clone(), shared.sinks.clone());
-        let snap = Rc::new(Snapshot::new(global.load_full(), &health, &limiters));
+    pub fn new(
+        id: usize,
+        global: Arc<ArcSwap<Config>>,
+        metrics: LocalMetrics,
+        shared: &Shared,
+    ) -> Self {
+        let (shutdown, health, limiters, sinks, tls) = (
+            shared.shutdown.clone(),
+            shared.health.clone(),
+            shared.limiters.clone(),
+            shared.sinks.clone(),
+            shared.tls.clone(),
+        );
+        let snap = Rc::new(Snapshot::new(global.load_full(), &health, &limiters, &tls));
         let pools = UpstreamPools::new(metrics.shared.clone());
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -98,6 +147,7 @@ impl Shard {
             health,
             limiters,
             sinks,
+            tls,
             rng: Cell::new(seed | 1),
             requests: Cell::new(0),
             seed,
@@ -108,7 +158,12 @@ impl Shard {
     pub fn snapshot(&self) -> Rc<Snapshot> {
         let latest = self.global.load();
         if !Arc::ptr_eq(&latest, &self.current.borrow().cfg) {
-            let snap = Rc::new(Snapshot::new(Arc::clone(&latest), &self.health, &self.limiters));
+            let snap = Rc::new(Snapshot::new(
+                Arc::clone(&latest),
+                &self.health,
+                &self.limiters,
+                &self.tls,
+            ));
             // Keep warm connections to backends whose name and address did not change.
             self.pools.retain(&snap.backend_keys);
             *self.current.borrow_mut() = snap;

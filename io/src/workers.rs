@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use aigw_core::config::{Config, MockSpec};
 use aigw_core::mock::MockShared;
 use monoio::net::{ListenerOpts, TcpListener};
+use monoio_rustls::TlsAcceptor;
 use signal_hook::iterator::Signals;
 
 use crate::admin::Admin;
@@ -17,16 +18,19 @@ use crate::admission::Limiters;
 use crate::control::{Control, Shutdown};
 use crate::health::HealthRegistry;
 use crate::logsink::{Sink, Target};
-use crate::record::Sinks;
 use crate::metrics::{LocalMetrics, Registry};
 use crate::mock_server::MockService;
 use crate::proxy::Gateway;
+use crate::record::Sinks;
 use crate::runtime::{block_on, DriverKind};
 use crate::server::{serve_conn, Service};
 use crate::shard::Shard;
+use crate::tls::{mock_acceptor, TlsClients};
 
 /// How long a shutdown waits for requests in flight before exiting anyway.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+/// How long a client of a TLS mock gets to finish its handshake.
+const TLS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 
 /// What a started process serves.
 pub struct Plan {
@@ -54,8 +58,10 @@ pub struct Shared {
     pub limiters: Arc<Limiters>,
     /// Access log and message store.
     pub sinks: Arc<Sinks>,
-    /// Mocks served by the workers.
-    pub mocks: Vec<(MockSpec, Arc<MockShared>)>,
+    /// Mocks served by the workers, with their TLS acceptor when they serve HTTPS.
+    pub mocks: Vec<(MockSpec, Arc<MockShared>, Option<TlsAcceptor>)>,
+    /// TLS client configs of `https://` backends, shared by the workers.
+    pub tls: Arc<TlsClients>,
 }
 
 /// Start the threads, wait until every listener is bound, then run the signal loop until
@@ -63,13 +69,27 @@ pub struct Shared {
 ///
 /// # Errors
 /// A listener could not be bound or a runtime could not start: the message says which.
-pub fn run(cfg: Config, path: Option<std::path::PathBuf>, plan: Plan, on_ready: impl FnOnce()) -> Result<(), String> {
+pub fn run(
+    cfg: Config,
+    path: Option<std::path::PathBuf>,
+    plan: Plan,
+    on_ready: impl FnOnce(),
+) -> Result<(), String> {
     let admin_addr = cfg.gateway.admin_listen.filter(|_| plan.gateway);
-    let sinks = Arc::new(if plan.gateway { open_sinks(&cfg.log)? } else { Sinks::default() });
-    if plan.gateway && (cfg.token_limit.is_some() || cfg.consumers.iter().any(|c| c.tokens_per_minute.is_some() || c.quota.is_some())) {
-        // Loading a BPE table takes a while; do it now rather than inside the first request.
-        // Without limits nothing is estimated up front, and the tables (tens of MB) stay unloaded
-        // unless a response arrives without usage.
+    let sinks = Arc::new(if plan.gateway {
+        open_sinks(&cfg.log)?
+    } else {
+        Sinks::default()
+    });
+    let limits = cfg.token_limit.is_some()
+        || cfg
+            .consumers
+            .iter()
+            .any(|c| c.tokens_per_minute.is_some() || c.quota.is_some());
+    if (plan.gateway && limits) || !plan.mocks.is_empty() {
+        // Loading a BPE table takes a while and would stall a whole worker inside its first
+        // request; do it before serving. Without limits or mocks nothing is counted up front, and
+        // the tables (tens of MB) stay unloaded unless a response arrives without usage.
         let _ = aigw_core::tokens::count("gpt-4o", "warm up");
         let _ = aigw_core::tokens::count("gpt-4", "warm up");
     }
@@ -80,6 +100,19 @@ pub fn run(cfg: Config, path: Option<std::path::PathBuf>, plan: Plan, on_ready: 
         Signals::new([SIGHUP, SIGINT, SIGTERM])
             .map_err(|e| format!("cannot install signal handlers: {e}"))?
     };
+    // A mock's certificate and key are checked together once, before any thread starts.
+    let mut mocks = Vec::with_capacity(plan.mocks.len());
+    for m in &plan.mocks {
+        let acceptor = match &m.tls {
+            Some(t) => Some(mock_acceptor(t).map_err(|e| format!("mock {}: {e}", m.name))?),
+            None => None,
+        };
+        mocks.push((
+            m.clone(),
+            Arc::new(MockShared::new(m.options.region.clone())),
+            acceptor,
+        ));
+    }
     let shared = Arc::new(Shared {
         control: Arc::new(Control::new(cfg, path)),
         registry: Arc::new(Registry::new(plan.workers)),
@@ -87,7 +120,8 @@ pub fn run(cfg: Config, path: Option<std::path::PathBuf>, plan: Plan, on_ready: 
         health: Arc::new(HealthRegistry::default()),
         limiters: Arc::new(Limiters::default()),
         sinks,
-        mocks: plan.mocks.iter().map(|m| (m.clone(), Arc::new(MockShared::new(m.options.region.clone())))).collect(),
+        mocks,
+        tls: Arc::new(TlsClients::default()),
     });
     let (tx, rx) = mpsc::channel::<Result<(), String>>();
     for i in 0..plan.workers {
@@ -97,7 +131,10 @@ pub fn run(cfg: Config, path: Option<std::path::PathBuf>, plan: Plan, on_ready: 
             .spawn(move || {
                 let r = block_on(driver, || worker_main(i, shared, gateway, tx.clone()));
                 if let Err(e) = r {
-                    let _ = tx.send(Err(format!("worker {i}: cannot start a {} runtime: {e}", driver.name())));
+                    let _ = tx.send(Err(format!(
+                        "worker {i}: cannot start a {} runtime: {e}",
+                        driver.name()
+                    )));
                 }
             })
             .map_err(|e| format!("cannot spawn worker thread: {e}"))?;
@@ -133,7 +170,9 @@ fn signal_loop(shared: &Shared, mut signals: Signals) -> Result<(), String> {
     for sig in signals.forever() {
         if sig == SIGHUP {
             match shared.control.reload() {
-                Ok((generation, notes)) => tracing::info!(generation, ?notes, "config reloaded on SIGHUP"),
+                Ok((generation, notes)) => {
+                    tracing::info!(generation, ?notes, "config reloaded on SIGHUP")
+                }
                 Err(e) => tracing::error!("reload refused, keeping the running config: {e}"),
             }
             continue;
@@ -159,17 +198,27 @@ fn open_sinks(log: &aigw_core::config::LogConfig) -> Result<Sinks, String> {
         AccessLog::Stdout => Some(Sink::start("access", Target::Stdout, log.access_buffer)),
         AccessLog::File(p) => Some(Sink::start(
             "access",
-            Target::File { path: p.clone(), max_bytes: 0, keep: 0 },
+            Target::File {
+                path: p.clone(),
+                max_bytes: 0,
+                keep: 0,
+            },
             log.access_buffer,
         )),
     };
-    let access = access.transpose().map_err(|e| format!("cannot open the access log: {e}"))?;
+    let access = access
+        .transpose()
+        .map_err(|e| format!("cannot open the access log: {e}"))?;
     let messages = match &log.messages {
         None => None,
         Some(m) => Some(
             Sink::start(
                 "messages",
-                Target::File { path: m.path.clone(), max_bytes: m.max_file_bytes, keep: m.keep_files },
+                Target::File {
+                    path: m.path.clone(),
+                    max_bytes: m.max_file_bytes,
+                    keep: m.keep_files,
+                },
                 log.access_buffer,
             )
             .map_err(|e| format!("cannot open the message store {}: {e}", m.path.display()))?,
@@ -179,14 +228,28 @@ fn open_sinks(log: &aigw_core::config::LogConfig) -> Result<Sinks, String> {
 }
 
 fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener, String> {
-    let opts = ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(4096);
-    TcpListener::bind_with_config(addr, &opts).map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+    let opts = ListenerOpts::new()
+        .reuse_port(true)
+        .reuse_addr(true)
+        .backlog(4096);
+    TcpListener::bind_with_config(addr, &opts)
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
 }
 
-async fn worker_main(i: usize, shared: Arc<Shared>, gateway: bool, ready: mpsc::Sender<Result<(), String>>) {
+async fn worker_main(
+    i: usize,
+    shared: Arc<Shared>,
+    gateway: bool,
+    ready: mpsc::Sender<Result<(), String>>,
+) {
     let cfg = shared.control.config.load_full();
     let metrics = LocalMetrics::new(shared.registry.worker(i));
-    let shard = Rc::new(Shard::new(i, shared.control.config.clone(), metrics, &shared));
+    let shard = Rc::new(Shard::new(
+        i,
+        shared.control.config.clone(),
+        metrics,
+        &shared,
+    ));
     let mut bound = Vec::new();
     if gateway {
         match bind(cfg.gateway.listen, "gateway") {
@@ -197,9 +260,12 @@ async fn worker_main(i: usize, shared: Arc<Shared>, gateway: bool, ready: mpsc::
             }
         }
     }
-    for (spec, ms) in &shared.mocks {
+    for (spec, ms, acceptor) in &shared.mocks {
         match bind(spec.listen, &format!("mock {}", spec.name)) {
-            Ok(l) => bound.push((l, Some((spec.options.clone(), ms.clone())))),
+            Ok(l) => bound.push((
+                l,
+                Some((spec.options.clone(), ms.clone(), acceptor.clone())),
+            )),
             Err(e) => {
                 let _ = ready.send(Err(e));
                 return;
@@ -213,12 +279,23 @@ async fn worker_main(i: usize, shared: Arc<Shared>, gateway: bool, ready: mpsc::
     for (listener, mock) in bound {
         match mock {
             None => {
-                let svc = Rc::new(Gateway { shard: shard.clone() });
-                monoio::spawn(accept_loop(listener, svc, shared.shutdown.clone()));
+                let svc = Rc::new(Gateway {
+                    shard: shard.clone(),
+                });
+                monoio::spawn(accept_loop(listener, svc, shared.shutdown.clone(), None));
             }
-            Some((options, ms)) => {
-                let svc = Rc::new(MockService { options, shared: ms, shard: shard.clone() });
-                monoio::spawn(accept_loop(listener, svc, shared.shutdown.clone()));
+            Some((options, ms, acceptor)) => {
+                let svc = Rc::new(MockService {
+                    options,
+                    shared: ms,
+                    shard: shard.clone(),
+                });
+                monoio::spawn(accept_loop(
+                    listener,
+                    svc,
+                    shared.shutdown.clone(),
+                    acceptor,
+                ));
             }
         }
     }
@@ -228,7 +305,11 @@ async fn worker_main(i: usize, shared: Arc<Shared>, gateway: bool, ready: mpsc::
     }
 }
 
-async fn admin_main(addr: std::net::SocketAddr, shared: Arc<Shared>, ready: mpsc::Sender<Result<(), String>>) {
+async fn admin_main(
+    addr: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    ready: mpsc::Sender<Result<(), String>>,
+) {
     let listener = match bind(addr, "admin") {
         Ok(l) => l,
         Err(e) => {
@@ -245,16 +326,43 @@ async fn admin_main(addr: std::net::SocketAddr, shared: Arc<Shared>, ready: mpsc
         sinks: shared.sinks.clone(),
     });
     // The admin port stays up while draining so health checks can watch the drain.
-    accept_loop(listener, svc, Arc::new(Shutdown::default())).await;
+    accept_loop(listener, svc, Arc::new(Shutdown::default()), None).await;
 }
 
-async fn accept_loop<Svc: Service + 'static>(listener: TcpListener, svc: Rc<Svc>, shutdown: Arc<Shutdown>) {
+/// Accept connections and serve each on its own task; with `tls`, each task handshakes first.
+async fn accept_loop<Svc: Service + 'static>(
+    listener: TcpListener,
+    svc: Rc<Svc>,
+    shutdown: Arc<Shutdown>,
+    tls: Option<TlsAcceptor>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 // Responses are written in as few writes as we can; Nagle would only delay them.
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(serve_conn(stream, peer, svc.clone()));
+                match &tls {
+                    None => {
+                        monoio::spawn(serve_conn(stream, peer, svc.clone()));
+                    }
+                    Some(acceptor) => {
+                        let (acceptor, svc) = (acceptor.clone(), svc.clone());
+                        monoio::spawn(async move {
+                            match monoio::time::timeout(
+                                TLS_HANDSHAKE_LIMIT,
+                                acceptor.accept(stream),
+                            )
+                            .await
+                            {
+                                Ok(Ok(s)) => serve_conn(s, peer, svc).await,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, "TLS handshake failed: {}", std::io::Error::from(e))
+                                }
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
             }
             Err(e) => {
                 if shutdown.is_draining() {

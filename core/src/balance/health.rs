@@ -136,7 +136,12 @@ impl BackendState {
                 self.open_until() <= now
                     && self
                         .breaker
-                        .compare_exchange(BreakerState::Open as u8, BreakerState::HalfOpen as u8, Relaxed, Relaxed)
+                        .compare_exchange(
+                            BreakerState::Open as u8,
+                            BreakerState::HalfOpen as u8,
+                            Relaxed,
+                            Relaxed,
+                        )
                         .is_ok()
                     && {
                         self.transitions[BreakerState::HalfOpen as usize].fetch_add(1, Relaxed);
@@ -148,12 +153,19 @@ impl BackendState {
 
     /// Keep it out of every pick until `now + ms` (never shortens an existing bench).
     pub fn bench(&self, now: u64, ms: u64) {
-        self.benched_until.fetch_max(now.saturating_add(ms), Relaxed);
+        self.benched_until
+            .fetch_max(now.saturating_add(ms), Relaxed);
     }
 
     /// Record an attempt's outcome. `failed` is whether the breaker's status list (or a
     /// connect/timeout error) counts it; `retry_after_ms` is the upstream's hint, if any.
-    pub fn record(&self, cfg: Option<&BreakerConfig>, now: u64, failed: bool, retry_after_ms: Option<u64>) -> Verdict {
+    pub fn record(
+        &self,
+        cfg: Option<&BreakerConfig>,
+        now: u64,
+        failed: bool,
+        retry_after_ms: Option<u64>,
+    ) -> Verdict {
         let Some(cfg) = cfg else { return Verdict::Same };
         let open_for = |cfg: &BreakerConfig| match retry_after_ms {
             Some(ms) if cfg.honor_retry_after => ms,
@@ -198,7 +210,10 @@ impl BackendState {
     }
 
     fn swap(&self, from: BreakerState, to: BreakerState) -> bool {
-        let ok = self.breaker.compare_exchange(from as u8, to as u8, Relaxed, Relaxed).is_ok();
+        let ok = self
+            .breaker
+            .compare_exchange(from as u8, to as u8, Relaxed, Relaxed)
+            .is_ok();
         if ok {
             self.transitions[to as usize].fetch_add(1, Relaxed);
         }
@@ -244,9 +259,20 @@ mod tests {
         let c = cfg();
         s.record(Some(&c), 0, true, None);
         s.record(Some(&c), 5_000, true, None);
-        assert_eq!(s.record(Some(&c), 20_000, true, None), Verdict::Same, "first failure aged out");
-        assert_eq!(s.record(Some(&c), 21_000, true, None), Verdict::Same, "5 s one is 16 s old now");
-        assert_eq!(s.record(Some(&c), 22_000, true, Some(2_000)), Verdict::Opened);
+        assert_eq!(
+            s.record(Some(&c), 20_000, true, None),
+            Verdict::Same,
+            "first failure aged out"
+        );
+        assert_eq!(
+            s.record(Some(&c), 21_000, true, None),
+            Verdict::Same,
+            "5 s one is 16 s old now"
+        );
+        assert_eq!(
+            s.record(Some(&c), 22_000, true, Some(2_000)),
+            Verdict::Opened
+        );
         assert_eq!(s.open_until(), 24_000, "Retry-After honoured");
         assert!(s.try_acquire(24_000));
         assert_eq!(s.record(Some(&c), 24_500, true, None), Verdict::Opened);

@@ -6,7 +6,11 @@ use crate::http1::{find_header, Header};
 /// The back-off the upstream hinted at, in milliseconds; `None` when it gave no usable hint.
 /// `now_unix_secs` is needed for the HTTP-date form of `Retry-After`.
 pub fn bench_hint_ms(headers: &[Header], now_unix_secs: u64) -> Option<u64> {
-    let text = |name: &str| find_header(headers, name).and_then(|v| std::str::from_utf8(v).ok()).map(str::trim);
+    let text = |name: &str| {
+        find_header(headers, name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::trim)
+    };
     if let Some(v) = text("retry-after") {
         if let Ok(secs) = v.parse::<u64>() {
             return Some(secs.saturating_mul(1000));
@@ -37,7 +41,9 @@ pub fn parse_openai_duration_ms(s: &str) -> Option<u64> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return None;
         }
@@ -94,7 +100,9 @@ pub fn parse_http_date(s: &str) -> Option<u64> {
     let doy = (153 * mp + 2) / 5 + day as i64 - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days).ok().map(|d| d * 86_400 + h * 3600 + m * 60 + sec)
+    u64::try_from(days)
+        .ok()
+        .map(|d| d * 86_400 + h * 3600 + m * 60 + sec)
 }
 
 #[cfg(test)]
@@ -105,21 +113,39 @@ mod tests {
     fn h(pairs: &[(&'static str, &'static str)]) -> Vec<Header> {
         pairs
             .iter()
-            .map(|(n, v)| Header { name: Bytes::from_static(n.as_bytes()), value: Bytes::from_static(v.as_bytes()) })
+            .map(|(n, v)| Header {
+                name: Bytes::from_static(n.as_bytes()),
+                value: Bytes::from_static(v.as_bytes()),
+            })
             .collect()
     }
 
     #[test]
     fn precedence_of_hints() {
-        assert_eq!(bench_hint_ms(&h(&[("Retry-After", "2"), ("retry-after-ms", "5")]), 0), Some(2000));
-        assert_eq!(bench_hint_ms(&h(&[("retry-after-ms", "1500")]), 0), Some(1500));
         assert_eq!(
-            bench_hint_ms(&h(&[("x-ratelimit-reset-requests", "6m0s"), ("x-ratelimit-reset-tokens", "20ms")]), 0),
+            bench_hint_ms(&h(&[("Retry-After", "2"), ("retry-after-ms", "5")]), 0),
+            Some(2000)
+        );
+        assert_eq!(
+            bench_hint_ms(&h(&[("retry-after-ms", "1500")]), 0),
+            Some(1500)
+        );
+        assert_eq!(
+            bench_hint_ms(
+                &h(&[
+                    ("x-ratelimit-reset-requests", "6m0s"),
+                    ("x-ratelimit-reset-tokens", "20ms")
+                ]),
+                0
+            ),
             Some(360_000)
         );
         assert_eq!(bench_hint_ms(&h(&[("x-other", "1")]), 0), None);
         let now = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        assert_eq!(bench_hint_ms(&h(&[("Retry-After", "Sun, 06 Nov 1994 08:49:40 GMT")]), now), Some(3000));
+        assert_eq!(
+            bench_hint_ms(&h(&[("Retry-After", "Sun, 06 Nov 1994 08:49:40 GMT")]), now),
+            Some(3000)
+        );
     }
 
     #[test]
@@ -128,7 +154,10 @@ mod tests {
         assert_eq!(parse_openai_duration_ms("1.5s"), Some(1500));
         assert_eq!(parse_openai_duration_ms("2h3m"), Some(7_380_000));
         assert_eq!(parse_openai_duration_ms("x"), None);
-        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
         assert_eq!(parse_http_date("yesterday"), None);
     }

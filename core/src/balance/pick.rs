@@ -51,13 +51,24 @@ pub fn pick(
     // here; config caps pools far below that).
     let mut lost: u64 = 0;
     for _ in 0..members.len() {
-        let usable =
-            |i: usize, c: &Candidate<'_>| !excluded(i) && (i >= 64 || lost & (1 << i) == 0) && c.state.available(now);
-        let Some(best) = members.iter().enumerate().filter(|(i, c)| usable(*i, c)).map(|(_, c)| c.priority).min()
+        let usable = |i: usize, c: &Candidate<'_>| {
+            !excluded(i) && (i >= 64 || lost & (1 << i) == 0) && c.state.available(now)
+        };
+        let Some(best) = members
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| usable(*i, c))
+            .map(|(_, c)| c.priority)
+            .min()
         else {
             break;
         };
-        let group = || members.iter().enumerate().filter(move |(i, c)| c.priority == best && usable(*i, c));
+        let group = || {
+            members
+                .iter()
+                .enumerate()
+                .filter(move |(i, c)| c.priority == best && usable(*i, c))
+        };
         let chosen = match strategy {
             Strategy::Weighted => {
                 let mut total = 0i64;
@@ -103,16 +114,33 @@ pub fn pick(
 mod tests {
     use super::*;
 
-    fn run(states: &[BackendState], prio: &[u32], weights: &[u32], n: usize, now: u64) -> Vec<usize> {
+    fn run(
+        states: &[BackendState],
+        prio: &[u32],
+        weights: &[u32],
+        n: usize,
+        now: u64,
+    ) -> Vec<usize> {
         let members: Vec<Candidate<'_>> = states
             .iter()
             .zip(prio.iter().zip(weights))
-            .map(|(s, (&p, &w))| Candidate { priority: p, weight: w, state: s })
+            .map(|(s, (&p, &w))| Candidate {
+                priority: p,
+                weight: w,
+                state: s,
+            })
             .collect();
         let mut wrr = WrrState::default();
         let mut counts = vec![0; states.len()];
         for _ in 0..n {
-            if let Picked::Member(i) = pick(&members, Strategy::Weighted, &mut wrr, |_| false, now, || 0.5) {
+            if let Picked::Member(i) = pick(
+                &members,
+                Strategy::Weighted,
+                &mut wrr,
+                |_| false,
+                now,
+                || 0.5,
+            ) {
                 counts[i] += 1;
             }
         }
@@ -122,7 +150,10 @@ mod tests {
     #[test]
     fn smooth_weighted_split_is_exact() {
         let s: Vec<BackendState> = (0..3).map(|_| BackendState::default()).collect();
-        assert_eq!(run(&s, &[1, 1, 1], &[80, 10, 10], 1000, 0), vec![800, 100, 100]);
+        assert_eq!(
+            run(&s, &[1, 1, 1], &[80, 10, 10], 1000, 0),
+            vec![800, 100, 100]
+        );
         assert_eq!(run(&s, &[1, 1, 1], &[1, 1, 1], 999, 0), vec![333, 333, 333]);
     }
 
@@ -142,10 +173,30 @@ mod tests {
         let s: Vec<BackendState> = (0..2).map(|_| BackendState::default()).collect();
         s[0].bench(0, 3000);
         s[1].bench(0, 2000);
-        let m: Vec<Candidate<'_>> = s.iter().map(|st| Candidate { priority: 1, weight: 1, state: st }).collect();
+        let m: Vec<Candidate<'_>> = s
+            .iter()
+            .map(|st| Candidate {
+                priority: 1,
+                weight: 1,
+                state: st,
+            })
+            .collect();
         let mut wrr = WrrState::default();
-        assert_eq!(pick(&m, Strategy::Weighted, &mut wrr, |_| false, 0, || 0.0), Picked::Nothing { retry_at: Some(2000) });
-        assert_eq!(pick(&m, Strategy::Weighted, &mut wrr, |i| i == 1, 2500, || 0.0), Picked::Nothing { retry_at: Some(3000) });
-        assert_eq!(pick(&m, Strategy::Random, &mut wrr, |i| i == 0, 2500, || 0.99), Picked::Member(1));
+        assert_eq!(
+            pick(&m, Strategy::Weighted, &mut wrr, |_| false, 0, || 0.0),
+            Picked::Nothing {
+                retry_at: Some(2000)
+            }
+        );
+        assert_eq!(
+            pick(&m, Strategy::Weighted, &mut wrr, |i| i == 1, 2500, || 0.0),
+            Picked::Nothing {
+                retry_at: Some(3000)
+            }
+        );
+        assert_eq!(
+            pick(&m, Strategy::Random, &mut wrr, |i| i == 0, 2500, || 0.99),
+            Picked::Member(1)
+        );
     }
 }

@@ -3,8 +3,9 @@
 use super::locate::key_path;
 use super::pool::statuses;
 use super::raw::{RawBackend, RawBreaker};
+use super::tls::{ca_roots, check_server_name, path_value};
 use super::types::*;
-use super::url::{parse_url, resolve};
+use super::url::{parse_url, resolve, BackendUrl};
 use super::validate::{duration, env_var, invalid, Result};
 
 /// Check `[backends.NAME]`, reading `env:` keys and resolving the host now.
@@ -14,14 +15,7 @@ pub(super) fn backend(name: &str, b: &RawBackend) -> Result<Backend> {
         return Err(invalid(key_path!["backends", name], "missing key \"url\""));
     };
     let parts = parse_url(&url).map_err(|e| invalid(at("url"), e))?;
-    if parts.tls {
-        // Refused at load rather than failing every request later: TLS to upstreams is not
-        // wired into the data plane yet.
-        return Err(invalid(
-            at("url"),
-            format!("https backends are not supported yet (\"{url}\"); use an http:// endpoint or a TLS-terminating sidecar"),
-        ));
-    }
+    let tls_options = tls_options(name, b, &parts)?;
     let addrs = resolve(&parts.host, parts.port).map_err(|e| invalid(at("url"), e))?;
     let dialect = match b.dialect.as_deref() {
         None | Some("openai") => Dialect::OpenAi,
@@ -55,6 +49,7 @@ pub(super) fn backend(name: &str, b: &RawBackend) -> Result<Backend> {
         name: name.to_owned(),
         url,
         tls: parts.tls,
+        tls_options,
         host: parts.host,
         port: parts.port,
         authority: parts.authority,
@@ -65,6 +60,47 @@ pub(super) fn backend(name: &str, b: &RawBackend) -> Result<Backend> {
         api_version,
         circuit_breaker,
     })
+}
+
+/// `ca_file` and `tls_server_name` of an `https://` backend (refused on `http://` ones, where
+/// they would silently do nothing).
+fn tls_options(name: &str, b: &RawBackend, url: &BackendUrl) -> Result<Option<BackendTls>> {
+    let at = |k: &str| key_path!["backends", name, k];
+    if !url.tls {
+        for (key, set) in [
+            ("ca_file", b.ca_file.is_some()),
+            ("tls_server_name", b.tls_server_name.is_some()),
+        ] {
+            if set {
+                return Err(invalid(at(key), "only applies to https:// backends"));
+            }
+        }
+        return Ok(None);
+    }
+    let server_name = match b.tls_server_name.as_deref().map(str::trim) {
+        None => {
+            check_server_name(&url.host).map_err(|e| invalid(at("url"), e))?;
+            url.host.clone()
+        }
+        Some("") => return Err(invalid(at("tls_server_name"), "must not be empty")),
+        Some(n) => {
+            check_server_name(n).map_err(|e| invalid(at("tls_server_name"), e))?;
+            n.to_owned()
+        }
+    };
+    let (ca_file, extra_roots) = match b.ca_file.as_deref() {
+        None => (None, Vec::new()),
+        Some(p) => {
+            let path = path_value(p).map_err(|e| invalid(at("ca_file"), e))?;
+            let roots = ca_roots(&path).map_err(|e| invalid(at("ca_file"), e))?;
+            (Some(path), roots)
+        }
+    };
+    Ok(Some(BackendTls {
+        server_name,
+        ca_file,
+        extra_roots,
+    }))
 }
 
 fn breaker(name: &str, cb: &RawBreaker) -> Result<BreakerConfig> {

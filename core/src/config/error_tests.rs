@@ -278,14 +278,3 @@ fn no_source_and_unreadable_file() {
         "{e}"
     );
 }
-
-#[test]
-fn https_backend_is_refused_with_a_clear_message() {
-    let text = "[backends.a]\nurl = \"https://example.openai.azure.com\"\n[pools.p]\nmembers = [{ backend = \"a\" }]\n[models]\n\"*\" = \"p\"\n";
-    let e = super::parse_str(text, None).unwrap_err().to_string();
-    assert!(
-        e.contains("backends.a.url") && e.contains("https backends are not supported yet"),
-        "{e}"
-    );
-    assert!(e.starts_with("<config>:2:"), "{e}");
-}

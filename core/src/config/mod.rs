@@ -18,6 +18,9 @@ mod pool;
 mod raw;
 #[cfg(test)]
 mod tests;
+mod tls;
+#[cfg(test)]
+mod tls_tests;
 mod types;
 mod url;
 mod validate;

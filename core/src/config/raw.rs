@@ -51,6 +51,8 @@ pub(crate) struct RawMock {
     pub(crate) fail_rate: Option<f64>,
     pub(crate) fail_every: Option<u64>,
     pub(crate) retry_after: Option<u64>,
+    pub(crate) tls_cert: Option<String>,
+    pub(crate) tls_key: Option<String>,
 }
 
 /// `[backends.NAME]`.
@@ -61,6 +63,8 @@ pub(crate) struct RawBackend {
     pub(crate) dialect: Option<String>,
     pub(crate) api_key: Option<String>,
     pub(crate) api_version: Option<String>,
+    pub(crate) ca_file: Option<String>,
+    pub(crate) tls_server_name: Option<String>,
     pub(crate) circuit_breaker: Option<RawBreaker>,
 }
 

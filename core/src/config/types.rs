@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+pub use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use super::policy_types::*;
 
@@ -82,9 +85,11 @@ pub struct Backend {
     pub name: String,
     /// The URL as written.
     pub url: String,
-    /// `https` was asked for.
+    /// `https` was asked for (then [`tls_options`](Self::tls_options) is `Some`).
     pub tls: bool,
-    /// Host name or address from the URL (for `Host` and TLS SNI).
+    /// How to verify an `https://` backend; `None` for `http://`.
+    pub tls_options: Option<BackendTls>,
+    /// Host name or address from the URL (for `Host`, and the default TLS server name).
     pub host: String,
     /// Port from the URL (default 80/443).
     pub port: u16,
@@ -102,6 +107,17 @@ pub struct Backend {
     pub api_version: String,
     /// `[backends.NAME.circuit_breaker]`; `None` when the table is absent (no breaker).
     pub circuit_breaker: Option<BreakerConfig>,
+}
+
+/// TLS settings of an `https://` backend, checked at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendTls {
+    /// Sent as SNI and matched against the certificate: `tls_server_name`, default the URL host.
+    pub server_name: String,
+    /// `ca_file` as written, when given.
+    pub ca_file: Option<PathBuf>,
+    /// The certificates of `ca_file` (DER), trusted on top of the built-in web PKI roots.
+    pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
 /// `[backends.NAME.circuit_breaker]`: when to stop sending to a failing backend, and for how long.
@@ -263,4 +279,19 @@ pub struct MockSpec {
     pub listen: SocketAddr,
     /// How it behaves.
     pub options: MockOptions,
+    /// Serve HTTPS with this certificate (`tls_cert` and `tls_key`); `None` = plain HTTP.
+    pub tls: Option<MockTls>,
+}
+
+/// A mock's TLS certificate and key, read and checked at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockTls {
+    /// `tls_cert` as written: PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// `tls_key` as written: PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// The certificates of `cert_file` (DER), leaf first.
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    /// The private key of `key_file` (its `Debug` never prints the key).
+    pub key: Arc<PrivateKeyDer<'static>>,
 }

@@ -10,6 +10,7 @@ use super::locate::{key_path, KeyPath};
 use super::policy::{consumers, log, metrics, token_limit};
 use super::pool::{models, pool, status_code};
 use super::raw::{RawConfig, RawDuration, RawGateway, RawMock};
+use super::tls::{cert_chain, path_value, private_key};
 use super::types::*;
 
 /// A semantic error: which key, and what is wrong with it.
@@ -159,6 +160,7 @@ fn mock(name: String, m: RawMock) -> Result<MockSpec> {
         Some(s) => socket_addr(s).map_err(|e| invalid(at("listen"), e))?,
         None => return Err(invalid(key_path!["mocks", &name], "missing key \"listen\"")),
     };
+    let tls = mock_tls(&name, &m)?;
     let fail_status = match m.fail_status {
         Some(s) => Some(status_code(s).map_err(|e| invalid(at("fail_status"), e))?),
         None => None,
@@ -206,7 +208,37 @@ fn mock(name: String, m: RawMock) -> Result<MockSpec> {
         name,
         listen,
         options,
+        tls,
     })
+}
+
+/// `tls_cert` and `tls_key`: both or neither.
+fn mock_tls(name: &str, m: &RawMock) -> Result<Option<MockTls>> {
+    let at = |k: &str| key_path!["mocks", name, k];
+    let (cert, key) = match (&m.tls_cert, &m.tls_key) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => {
+            return Err(invalid(
+                at("tls_cert"),
+                "needs tls_key (the certificate's private key)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                at("tls_key"),
+                "needs tls_cert (the certificate chain)",
+            ))
+        }
+        (Some(c), Some(k)) => (c, k),
+    };
+    let cert_file = path_value(cert).map_err(|e| invalid(at("tls_cert"), e))?;
+    let key_file = path_value(key).map_err(|e| invalid(at("tls_key"), e))?;
+    Ok(Some(MockTls {
+        cert_chain: cert_chain(&cert_file).map_err(|e| invalid(at("tls_cert"), e))?,
+        key: std::sync::Arc::new(private_key(&key_file).map_err(|e| invalid(at("tls_key"), e))?),
+        cert_file,
+        key_file,
+    }))
 }
 
 /// Two listeners on one port clash when their IPs are equal or either is a wildcard. Port 0 never clashes.

@@ -68,7 +68,13 @@ impl Default for ChunkedDecoder {
 impl ChunkedDecoder {
     /// A decoder at the start of a body.
     pub fn new() -> Self {
-        ChunkedDecoder { state: State::Size { value: 0, digits: 0, line: 0 } }
+        ChunkedDecoder {
+            state: State::Size {
+                value: 0,
+                digits: 0,
+                line: 0,
+            },
+        }
     }
 
     /// Has the whole body been seen?
@@ -82,12 +88,20 @@ impl ChunkedDecoder {
     ///
     /// # Errors
     /// [`ChunkError`] on malformed framing; the stream cannot be resynchronised after it.
-    pub fn feed(&mut self, input: &[u8], mut on_data: impl FnMut(&[u8])) -> Result<Progress, ChunkError> {
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        mut on_data: impl FnMut(&[u8]),
+    ) -> Result<Progress, ChunkError> {
         let mut i = 0;
         while i < input.len() {
             let b = input[i];
             self.state = match self.state {
-                State::Size { value, digits, line } => {
+                State::Size {
+                    value,
+                    digits,
+                    line,
+                } => {
                     if line >= MAX_LINE {
                         return Err(ChunkError::TooLong);
                     }
@@ -97,11 +111,18 @@ impl ChunkedDecoder {
                             if digits >= 15 {
                                 return Err(ChunkError::Invalid);
                             }
-                            State::Size { value: value << 4 | u64::from(d), digits: digits + 1, line: line + 1 }
+                            State::Size {
+                                value: value << 4 | u64::from(d),
+                                digits: digits + 1,
+                                line: line + 1,
+                            }
                         }
                         None if digits == 0 => return Err(ChunkError::Invalid),
                         None if b == b'\r' => State::SizeLf { value },
-                        None if b == b';' || b == b' ' || b == b'\t' => State::Ext { value, line: line + 1 },
+                        None if b == b';' || b == b' ' || b == b'\t' => State::Ext {
+                            value,
+                            line: line + 1,
+                        },
                         None => return Err(ChunkError::Invalid),
                     }
                 }
@@ -112,7 +133,10 @@ impl ChunkedDecoder {
                     match b {
                         b'\r' => State::SizeLf { value },
                         b'\n' => return Err(ChunkError::Invalid),
-                        _ => State::Ext { value, line: line + 1 },
+                        _ => State::Ext {
+                            value,
+                            line: line + 1,
+                        },
                     }
                 }
                 State::SizeLf { value } => {
@@ -131,11 +155,19 @@ impl ChunkedDecoder {
                     on_data(&input[i..i + take]);
                     i += take;
                     let left = left - take as u64;
-                    self.state = if left == 0 { State::DataCr } else { State::Data(left) };
+                    self.state = if left == 0 {
+                        State::DataCr
+                    } else {
+                        State::Data(left)
+                    };
                     continue;
                 }
                 State::DataCr if b == b'\r' => State::DataLf,
-                State::DataLf if b == b'\n' => State::Size { value: 0, digits: 0, line: 0 },
+                State::DataLf if b == b'\n' => State::Size {
+                    value: 0,
+                    digits: 0,
+                    line: 0,
+                },
                 State::DataCr | State::DataLf => return Err(ChunkError::Invalid),
                 State::TrailerStart { total } => match b {
                     b'\r' => State::EndLf,
@@ -153,14 +185,25 @@ impl ChunkedDecoder {
                 State::TrailerLf { total } if b == b'\n' => State::TrailerStart { total },
                 State::EndLf if b == b'\n' => {
                     self.state = State::Done;
-                    return Ok(Progress { consumed: i + 1, done: true });
+                    return Ok(Progress {
+                        consumed: i + 1,
+                        done: true,
+                    });
                 }
                 State::TrailerLf { .. } | State::EndLf => return Err(ChunkError::Invalid),
-                State::Done => return Ok(Progress { consumed: i, done: true }),
+                State::Done => {
+                    return Ok(Progress {
+                        consumed: i,
+                        done: true,
+                    })
+                }
             };
             i += 1;
         }
-        Ok(Progress { consumed: i, done: self.state == State::Done })
+        Ok(Progress {
+            consumed: i,
+            done: self.state == State::Done,
+        })
     }
 }
 
@@ -208,9 +251,19 @@ mod tests {
 
     #[test]
     fn rejects_bad_sizes() {
-        for bad in [&b"x\r\n"[..], b"5\r\nhelloX", b"\r\n", b"fffffffffffffffff\r\n", b"5\nhello"] {
+        for bad in [
+            &b"x\r\n"[..],
+            b"5\r\nhelloX",
+            b"\r\n",
+            b"fffffffffffffffff\r\n",
+            b"5\nhello",
+        ] {
             let mut d = ChunkedDecoder::new();
-            assert!(d.feed(bad, |_| {}).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                d.feed(bad, |_| {}).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -22,14 +22,18 @@ const CREDENTIALS: [&str; 3] = ["api-key", "authorization", "ocp-apim-subscripti
 
 /// Is `name` a hop-by-hop header?
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+    HOP_BY_HOP
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
 }
 
 /// Is `name` listed in any `Connection` header (which makes it hop-by-hop too)?
 fn named_by_connection(headers: &[Header], name: &[u8]) -> bool {
     headers.iter().any(|h| {
         h.name.eq_ignore_ascii_case(b"connection")
-            && h.value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
+            && h.value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
     })
 }
 
@@ -69,7 +73,9 @@ impl UpstreamHead<'_> {
                 || n.eq_ignore_ascii_case(b"content-length")
                 || n.eq_ignore_ascii_case(b"expect")
                 || n.eq_ignore_ascii_case(b"x-request-id")
-                || CREDENTIALS.iter().any(|c| n.eq_ignore_ascii_case(c.as_bytes()))
+                || CREDENTIALS
+                    .iter()
+                    .any(|c| n.eq_ignore_ascii_case(c.as_bytes()))
                 || named_by_connection(self.client_headers, n)
             {
                 continue;
@@ -156,7 +162,9 @@ mod tests {
         let mut buf = BytesMut::from(
             &b"POST /x HTTP/1.1\r\nHost: gw\r\napi-key: secret\r\nAuthorization: Bearer s\r\nOcp-Apim-Subscription-Key: k\r\nConnection: keep-alive, x-drop\r\nX-Drop: 1\r\nX-Keep: 2\r\nTransfer-Encoding: chunked\r\nx-request-id: abc\r\n\r\n"[..],
         );
-        let h = decode_request_head(&mut buf, &HeadLimits::default()).unwrap().unwrap();
+        let h = decode_request_head(&mut buf, &HeadLimits::default())
+            .unwrap()
+            .unwrap();
         let mut out = BytesMut::new();
         UpstreamHead {
             method: b"POST",
@@ -170,7 +178,14 @@ mod tests {
         .encode(&mut out);
         let s = String::from_utf8(out.to_vec()).unwrap();
         assert!(s.starts_with("POST /v1/chat/completions HTTP/1.1\r\nhost: up:1\r\n"));
-        for gone in ["secret", "Bearer s", "Ocp-Apim", "X-Drop", "Transfer-Encoding", "Connection"] {
+        for gone in [
+            "secret",
+            "Bearer s",
+            "Ocp-Apim",
+            "X-Drop",
+            "Transfer-Encoding",
+            "Connection",
+        ] {
             assert!(!s.contains(gone), "{gone} leaked: {s}");
         }
         assert!(s.contains("X-Keep: 2\r\n"));

@@ -89,8 +89,9 @@ pub(crate) fn parse_content_length(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    v.iter()
-        .try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    v.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// Work out body framing from the headers, rejecting the shapes used for request smuggling.
@@ -120,7 +121,9 @@ pub(crate) fn framing_from_headers(
         }
     }
     if te_seen && length.is_some() {
-        return Err(DecodeError::Framing("both Content-Length and Transfer-Encoding"));
+        return Err(DecodeError::Framing(
+            "both Content-Length and Transfer-Encoding",
+        ));
     }
     Ok(match (chunked, te_seen, length) {
         (true, _, _) => BodyFraming::Chunked,

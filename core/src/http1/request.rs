@@ -2,7 +2,10 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{framing_from_headers, has_token, header_offsets, slice_headers, BodyFraming, DecodeError, Header};
+use super::{
+    framing_from_headers, has_token, header_offsets, slice_headers, BodyFraming, DecodeError,
+    Header,
+};
 
 /// Limits applied while decoding a request head.
 #[derive(Debug, Clone, Copy)]
@@ -15,7 +18,10 @@ pub struct HeadLimits {
 
 impl Default for HeadLimits {
     fn default() -> Self {
-        HeadLimits { max_head_bytes: 64 * 1024, max_headers: 100 }
+        HeadLimits {
+            max_head_bytes: 64 * 1024,
+            max_headers: 100,
+        }
     }
 }
 
@@ -164,7 +170,8 @@ mod tests {
 
     #[test]
     fn decodes_at_every_split() {
-        let req = b"POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
+        let req =
+            b"POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
         for r in decode_split(req) {
             let h = r.unwrap().unwrap();
             assert_eq!(&h.method[..], b"POST");
@@ -179,7 +186,9 @@ mod tests {
     #[test]
     fn leaves_body_and_pipelined_bytes_in_buffer() {
         let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"[..]);
-        let h = decode_request_head(&mut buf, &HeadLimits::default()).unwrap().unwrap();
+        let h = decode_request_head(&mut buf, &HeadLimits::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(h.path(), "/");
         assert_eq!(&buf[..], b"GET /b HTTP/1.1\r\n\r\n");
         assert_eq!(h.framing, BodyFraming::Empty);
@@ -193,21 +202,38 @@ mod tests {
     #[test]
     fn refuses_smuggling_shapes() {
         assert_eq!(
-            err(b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n").status(),
+            err(b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .status(),
             400
         );
-        assert_eq!(err(b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n").status(), 400);
-        assert_eq!(err(b"POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n").status(), 400);
-        assert_eq!(err(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n").status(), 400);
+        assert_eq!(
+            err(b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n").status(),
+            400
+        );
+        assert_eq!(
+            err(b"POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n").status(),
+            400
+        );
+        assert_eq!(
+            err(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n").status(),
+            400
+        );
         // obs-fold: a header line starting with whitespace.
-        assert_eq!(err(b"POST / HTTP/1.1\r\nX-A: b\r\n c\r\n\r\n").status(), 400);
+        assert_eq!(
+            err(b"POST / HTTP/1.1\r\nX-A: b\r\n c\r\n\r\n").status(),
+            400
+        );
         assert_eq!(err(b"GARBAGE\r\n\r\n").status(), 400);
     }
 
     #[test]
     fn same_content_length_twice_is_fine() {
-        let mut buf = BytesMut::from(&b"POST / HTTP/1.1\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n"[..]);
-        let h = decode_request_head(&mut buf, &HeadLimits::default()).unwrap().unwrap();
+        let mut buf = BytesMut::from(
+            &b"POST / HTTP/1.1\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n"[..],
+        );
+        let h = decode_request_head(&mut buf, &HeadLimits::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(h.framing, BodyFraming::Length(3));
     }
 
@@ -229,10 +255,17 @@ mod tests {
         let mut buf = BytesMut::from(
             &b"POST / HTTP/1.1\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"[..],
         );
-        let h = decode_request_head(&mut buf, &HeadLimits::default()).unwrap().unwrap();
+        let h = decode_request_head(&mut buf, &HeadLimits::default())
+            .unwrap()
+            .unwrap();
         assert!(!h.keep_alive);
         assert!(h.expect_continue);
         let mut buf = BytesMut::from(&b"GET / HTTP/1.0\r\n\r\n"[..]);
-        assert!(!decode_request_head(&mut buf, &HeadLimits::default()).unwrap().unwrap().keep_alive);
+        assert!(
+            !decode_request_head(&mut buf, &HeadLimits::default())
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
     }
 }

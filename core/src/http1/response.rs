@@ -2,7 +2,10 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{framing_from_headers, has_token, header_offsets, slice_headers, BodyFraming, DecodeError, Header};
+use super::{
+    framing_from_headers, has_token, header_offsets, slice_headers, BodyFraming, DecodeError,
+    Header,
+};
 
 /// Most headers accepted from an upstream.
 const MAX_RESPONSE_HEADERS: usize = 128;
@@ -71,7 +74,11 @@ pub fn decode_response_head(
     let offs = header_offsets(base, res.headers);
     let frozen = buf.split_to(head_len).freeze();
     let headers = slice_headers(&frozen, &offs);
-    let reason = if r_len == 0 { Bytes::new() } else { frozen.slice(r_off..r_off + r_len) };
+    let reason = if r_len == 0 {
+        Bytes::new()
+    } else {
+        frozen.slice(r_off..r_off + r_len)
+    };
 
     let mut framing = framing_from_headers(&headers, false)?;
     if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
@@ -90,7 +97,14 @@ pub fn decode_response_head(
     if framing == BodyFraming::UntilClose {
         keep_alive = false;
     }
-    Ok(Some(ResponseHead { status, reason, version_minor, headers, framing, keep_alive }))
+    Ok(Some(ResponseHead {
+        status,
+        reason,
+        version_minor,
+        headers,
+        framing,
+        keep_alive,
+    }))
 }
 
 #[cfg(test)]
@@ -99,7 +113,8 @@ mod tests {
 
     #[test]
     fn decodes_at_every_split() {
-        let input = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: 2\r\n\r\n{}";
+        let input =
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: 2\r\n\r\n{}";
         for cut in 0..=input.len() {
             let mut buf = BytesMut::from(&input[..cut]);
             let mut r = decode_response_head(&mut buf, false, 65536).unwrap();
@@ -122,12 +137,19 @@ mod tests {
     fn head_over_limit_is_refused_whole_or_split() {
         // Fuzz regression (fuzz/corpus/response_head/seed-regress-head-over-limit): a complete head
         // larger than the limit was accepted in one read but refused when split across two.
-        let input = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8q\x89_123\r\n\r\n\
+        let input =
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8q\x89_123\r\n\r\n\
                       1a\r\ndata: {\"choices\":[]}\n\n\r\n";
         let mut whole = BytesMut::from(&input[..]);
-        assert_eq!(decode_response_head(&mut whole, false, 39).unwrap_err(), DecodeError::HeadTooLarge(39));
+        assert_eq!(
+            decode_response_head(&mut whole, false, 39).unwrap_err(),
+            DecodeError::HeadTooLarge(39)
+        );
         let mut part = BytesMut::from(&input[..66]);
-        assert_eq!(decode_response_head(&mut part, false, 39).unwrap_err(), DecodeError::HeadTooLarge(39));
+        assert_eq!(
+            decode_response_head(&mut part, false, 39).unwrap_err(),
+            DecodeError::HeadTooLarge(39)
+        );
         // Exactly at the limit is still fine.
         let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\n\r\n"[..]);
         assert!(decode_response_head(&mut b, false, 19).unwrap().is_some());
@@ -136,16 +158,36 @@ mod tests {
     #[test]
     fn framing_rules() {
         let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"[..]);
-        assert_eq!(decode_response_head(&mut b, false, 65536).unwrap().unwrap().framing, BodyFraming::Chunked);
+        assert_eq!(
+            decode_response_head(&mut b, false, 65536)
+                .unwrap()
+                .unwrap()
+                .framing,
+            BodyFraming::Chunked
+        );
         let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\n\r\n"[..]);
         let h = decode_response_head(&mut b, false, 65536).unwrap().unwrap();
         assert_eq!(h.framing, BodyFraming::UntilClose);
         assert!(!h.keep_alive);
         let mut b = BytesMut::from(&b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"[..]);
-        assert_eq!(decode_response_head(&mut b, false, 65536).unwrap().unwrap().framing, BodyFraming::Empty);
+        assert_eq!(
+            decode_response_head(&mut b, false, 65536)
+                .unwrap()
+                .unwrap()
+                .framing,
+            BodyFraming::Empty
+        );
         let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"[..]);
-        assert_eq!(decode_response_head(&mut b, true, 65536).unwrap().unwrap().framing, BodyFraming::Empty);
-        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..]);
+        assert_eq!(
+            decode_response_head(&mut b, true, 65536)
+                .unwrap()
+                .unwrap()
+                .framing,
+            BodyFraming::Empty
+        );
+        let mut b = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+        );
         assert!(decode_response_head(&mut b, false, 65536).is_err());
     }
 }

@@ -41,7 +41,9 @@ impl ApiPath<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
     /// Not an OpenAI or Azure OpenAI path.
-    #[error("unknown path; use /v1/{{operation}} or /openai/deployments/{{deployment}}/{{operation}}")]
+    #[error(
+        "unknown path; use /v1/{{operation}} or /openai/deployments/{{deployment}}/{{operation}}"
+    )]
     NotFound,
 }
 
@@ -51,22 +53,31 @@ pub enum PathError {
 /// [`PathError::NotFound`] when the path fits neither style or has an empty segment.
 pub fn classify(target: &str) -> Result<ApiPath<'_>, PathError> {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let (style, deployment, operation) = if let Some(rest) = path.strip_prefix("/openai/deployments/") {
-        let (dep, op) = rest.split_once('/').ok_or(PathError::NotFound)?;
-        (Style::Azure, Some(dep), op)
-    } else if let Some(op) = path.strip_prefix("/openai/v1/").or_else(|| path.strip_prefix("/v1/")) {
-        (Style::OpenAi, None, op)
-    } else if path == "/openai/models" {
-        (Style::Azure, None, "models")
-    } else {
-        return Err(PathError::NotFound);
-    };
+    let (style, deployment, operation) =
+        if let Some(rest) = path.strip_prefix("/openai/deployments/") {
+            let (dep, op) = rest.split_once('/').ok_or(PathError::NotFound)?;
+            (Style::Azure, Some(dep), op)
+        } else if let Some(op) = path
+            .strip_prefix("/openai/v1/")
+            .or_else(|| path.strip_prefix("/v1/"))
+        {
+            (Style::OpenAi, None, op)
+        } else if path == "/openai/models" {
+            (Style::Azure, None, "models")
+        } else {
+            return Err(PathError::NotFound);
+        };
     let operation = operation.trim_end_matches('/');
     let bad = |s: &str| s.is_empty() || s.split('/').any(|seg| seg.is_empty() || seg == "..");
     if bad(operation) || deployment.is_some_and(bad) {
         return Err(PathError::NotFound);
     }
-    Ok(ApiPath { style, operation, deployment, query })
+    Ok(ApiPath {
+        style,
+        operation,
+        deployment,
+        query,
+    })
 }
 
 /// The value of `name` in a query string (no percent-decoding: api-version values never need it).
@@ -127,6 +138,7 @@ mod tests {
             name: "b".into(),
             url: "http://h".into(),
             tls: false,
+            tls_options: None,
             host: "h".into(),
             port: 80,
             authority: "h".into(),
@@ -142,26 +154,47 @@ mod tests {
     #[test]
     fn classifies_both_styles() {
         let p = classify("/v1/chat/completions").unwrap();
-        assert_eq!((p.style, p.operation, p.deployment), (Style::OpenAi, "chat/completions", None));
+        assert_eq!(
+            (p.style, p.operation, p.deployment),
+            (Style::OpenAi, "chat/completions", None)
+        );
         let p = classify("/openai/v1/embeddings").unwrap();
         assert_eq!((p.style, p.operation), (Style::OpenAi, "embeddings"));
-        let p = classify("/openai/deployments/gpt-4o/chat/completions?api-version=2024-02-01&api-key=x").unwrap();
+        let p = classify(
+            "/openai/deployments/gpt-4o/chat/completions?api-version=2024-02-01&api-key=x",
+        )
+        .unwrap();
         assert_eq!(p.style, Style::Azure);
         assert_eq!(p.deployment, Some("gpt-4o"));
         assert_eq!(p.operation, "chat/completions");
         assert_eq!(p.api_version(), Some("2024-02-01"));
         assert!(classify("/v1/models").unwrap().is_models_list());
-        assert!(classify("/openai/models?api-version=1").unwrap().is_models_list());
-        for bad in ["/", "/v2/x", "/v1/", "/openai/deployments/x", "/v1/a//b", "/v1/../x"] {
+        assert!(classify("/openai/models?api-version=1")
+            .unwrap()
+            .is_models_list());
+        for bad in [
+            "/",
+            "/v2/x",
+            "/v1/",
+            "/openai/deployments/x",
+            "/v1/a//b",
+            "/v1/../x",
+        ] {
             assert_eq!(classify(bad), Err(PathError::NotFound), "{bad}");
         }
     }
 
     #[test]
     fn rewrites_for_each_dialect() {
-        let az = classify("/openai/deployments/m/chat/completions?api-version=2025-01-01&api-key=secret").unwrap();
+        let az = classify(
+            "/openai/deployments/m/chat/completions?api-version=2025-01-01&api-key=secret",
+        )
+        .unwrap();
         let oa = classify("/v1/chat/completions?api-key=secret").unwrap();
-        assert_eq!(backend_target(&backend(Dialect::OpenAi), &az, "m"), "/v1/chat/completions");
+        assert_eq!(
+            backend_target(&backend(Dialect::OpenAi), &az, "m"),
+            "/v1/chat/completions"
+        );
         assert_eq!(
             backend_target(&backend(Dialect::Azure), &oa, "gpt-4o"),
             "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"

@@ -86,9 +86,13 @@ pub fn peek(body: &[u8]) -> Result<Peek<'_>, PeekError> {
         model: raw.model,
         stream: truthy(&raw.stream),
         include_usage: raw.stream_options.is_some_and(|o| truthy(&o.include_usage)),
-        max_tokens: [raw.max_completion_tokens, raw.max_tokens, raw.max_output_tokens]
-            .iter()
-            .find_map(|v| v.as_ref().and_then(serde_json::Value::as_u64)),
+        max_tokens: [
+            raw.max_completion_tokens,
+            raw.max_tokens,
+            raw.max_output_tokens,
+        ]
+        .iter()
+        .find_map(|v| v.as_ref().and_then(serde_json::Value::as_u64)),
     })
 }
 
@@ -103,8 +107,18 @@ mod tests {
         assert!(matches!(p.model, Some(Cow::Borrowed("gpt-4o"))));
         assert!(p.stream && p.include_usage);
         assert_eq!(p.max_tokens, None);
-        assert_eq!(peek(br#"{"model":"m","max_tokens":50}"#).unwrap().max_tokens, Some(50));
-        assert_eq!(peek(br#"{"max_completion_tokens":7,"max_tokens":50}"#).unwrap().max_tokens, Some(7));
+        assert_eq!(
+            peek(br#"{"model":"m","max_tokens":50}"#)
+                .unwrap()
+                .max_tokens,
+            Some(50)
+        );
+        assert_eq!(
+            peek(br#"{"max_completion_tokens":7,"max_tokens":50}"#)
+                .unwrap()
+                .max_tokens,
+            Some(7)
+        );
     }
 
     #[test]
