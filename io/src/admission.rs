@@ -27,6 +27,9 @@ pub struct Limiters {
     dynamic: SkipMap<String, Arc<TokenBucket>>,
 }
 
+/// Per-address and per-header buckets kept before full (idle) ones are dropped.
+const PRUNE_ABOVE: usize = 16 * 1024;
+
 impl Limiters {
     /// The limits of `cfg`'s consumers by index; a consumer whose limits did not change keeps its
     /// spent budget across reloads.
@@ -58,7 +61,7 @@ impl Limiters {
     }
 
     /// The shared bucket for a non-consumer counter key at `tpm` tokens per minute.
-    fn dynamic(&self, key: &str, tpm: u64) -> Arc<TokenBucket> {
+    fn dynamic(&self, key: &str, tpm: u64, now_ns: u64) -> Arc<TokenBucket> {
         if let Some(e) = self.dynamic.get(key) {
             if e.value().limit() == tpm {
                 return e.value().clone();
@@ -67,7 +70,26 @@ impl Limiters {
         // Racing inserts of the same new key: the last one wins, at most one request's worth lost.
         let b = Arc::new(TokenBucket::new(tpm));
         self.dynamic.insert(key.to_string(), b.clone());
+        if self.dynamic.len() > PRUNE_ABOVE && self.dynamic.len() % 1024 == 0 {
+            self.prune(now_ns);
+        }
         b
+    }
+}
+
+impl Limiters {
+    /// Forget counter keys whose bucket is full again: a fresh bucket behaves the same.
+    fn prune(&self, now_ns: u64) {
+        for e in self.dynamic.iter() {
+            if e.value().remaining(now_ns) >= e.value().limit() {
+                e.remove();
+            }
+        }
+    }
+
+    /// Counter keys currently tracked.
+    pub fn dynamic_keys(&self) -> usize {
+        self.dynamic.len()
     }
 }
 
@@ -131,6 +153,8 @@ pub struct Caller<'a> {
     pub body: &'a [u8],
     /// The completion cap the client set.
     pub max_tokens: Option<u64>,
+    /// Choices asked for (`n`, default 1).
+    pub choices: u64,
     /// The client's address.
     pub ip: IpAddr,
 }
@@ -195,7 +219,7 @@ pub fn reserve(
                 // A caller without a consumer is counted by its address.
                 Counter::Ip | Counter::Consumer => format!("ip:{}", caller.ip),
             };
-            Some(Bucket::Dynamic(limiters.dynamic(&key, t.tokens_per_minute)))
+            Some(Bucket::Dynamic(limiters.dynamic(&key, t.tokens_per_minute, now_ns)))
         }
         _ => None,
     };
@@ -213,7 +237,8 @@ pub fn reserve(
         .token_limit
         .as_ref()
         .is_none_or(|t| t.estimate_prompt_tokens);
-    adm.estimate = caller.max_tokens.unwrap_or(0)
+    // The completion cap counts once per choice asked for.
+    adm.estimate = caller.max_tokens.unwrap_or(0).saturating_mul(caller.choices.max(1))
         + if estimate_prompt {
             aigw_core::tokens::estimate_prompt(caller.model, caller.body) as u64
         } else {
@@ -313,6 +338,21 @@ pub fn openai_duration(ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_counter_keys_are_pruned() {
+        let l = Limiters::default();
+        for i in 0..PRUNE_ABOVE + 2048 {
+            let b = l.dynamic(&format!("ip:{i}"), 100, 0);
+            if i % 2 == 0 {
+                let r = b.try_reserve(10, 0).unwrap();
+                b.settle(r, 10, 0);
+            }
+        }
+        // Full (unused) buckets were dropped; spent ones are kept.
+        assert!(l.dynamic_keys() < PRUNE_ABOVE, "{}", l.dynamic_keys());
+        assert!(l.dynamic_keys() >= PRUNE_ABOVE / 2);
+    }
 
     #[test]
     fn durations_read_like_openai() {

@@ -103,6 +103,11 @@ impl Control {
             notes.push("[mocks] changes take effect at the next start".to_string());
             next.mocks = old.mocks.clone();
         }
+        if next.log != old.log {
+            // The writer threads and their files are opened once; keep the settings they run with.
+            notes.push("[log] changes take effect at the next start".to_string());
+            next.log = old.log.clone();
+        }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         next.generation = generation;
         self.config.store(Arc::new(next));

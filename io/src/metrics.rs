@@ -152,6 +152,9 @@ pub struct LocalMetrics {
     count: std::cell::Cell<usize>,
 }
 
+/// Labels whose values a client can choose freely; these fold into `_other` past the cap.
+const CLIENT_CHOSEN: [&str; 3] = ["model", "user", "client_ip"];
+
 /// Most label sets one worker creates before folding new ones into `_other`.
 const MAX_SERIES_PER_WORKER: usize = 4096;
 
@@ -185,12 +188,19 @@ impl LocalMetrics {
             bump(c, v);
             return;
         }
-        // Label values can come from clients (model names via "*"): past the cap, new series
-        // fold into one "_other" series instead of growing without bound.
-        if self.count.get() >= MAX_SERIES_PER_WORKER && labels.iter().any(|l| *l != "_other") {
-            drop(map);
-            let other: Vec<&str> = labels.iter().map(|_| "_other").collect();
-            return self.add_named(family, names, &other, v);
+        // Some label values come from clients (model names via "*", x-user-id, addresses): past
+        // the cap, new series fold those labels into "_other" (keeping the rest, e.g. the token
+        // type, exact) instead of growing without bound.
+        if self.count.get() >= MAX_SERIES_PER_WORKER {
+            let folded: Vec<&str> = names
+                .iter()
+                .zip(labels)
+                .map(|(n, v)| if CLIENT_CHOSEN.contains(n) { "_other" } else { *v })
+                .collect();
+            if folded[..] != *labels {
+                drop(map);
+                return self.add_named(family, names, &folded, v);
+            }
         }
         self.count.set(self.count.get() + 1);
         let labels: Box<[String]> = labels.iter().map(|s| s.to_string()).collect();
@@ -393,9 +403,6 @@ mod tests {
             a.add(F_REQUESTS, &[&format!("model-{i}"), "east", "200"], 1);
         }
         let text = reg.render();
-        assert!(
-            text.contains("model=\"_other\",backend=\"_other\",status=\"_other\"} 11"),
-            "folded"
-        );
+        assert!(text.contains("model=\"_other\",backend=\"east\",status=\"200\"} 11"), "folded: {text}");
     }
 }

@@ -152,6 +152,7 @@ impl Gateway {
             model,
             body: &req.body,
             max_tokens: peeked.max_tokens,
+            choices: peeked.n.unwrap_or(1),
             ip: req.peer.ip(),
         };
         let mut adm = reserve(

@@ -101,7 +101,7 @@ pub enum Dimension {
     Backend,
     /// The client's IP address.
     ClientIp,
-    /// OpenAI's `user` field of the request.
+    /// The request's `x-user-id` header ("N/A" when absent).
     User,
 }
 

@@ -20,6 +20,8 @@ pub struct Peek<'a> {
     /// The completion cap the client set (`max_tokens`, `max_completion_tokens` or
     /// `max_output_tokens`), which bounds what the answer can cost.
     pub max_tokens: Option<u64>,
+    /// Choices asked for (`n`), when given.
+    pub n: Option<u64>,
 }
 
 /// A body that claims JSON but is not.
@@ -41,6 +43,8 @@ struct RawPeek<'a> {
     max_completion_tokens: Option<serde_json::Value>,
     #[serde(default)]
     max_output_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    n: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +97,7 @@ pub fn peek(body: &[u8]) -> Result<Peek<'_>, PeekError> {
         ]
         .iter()
         .find_map(|v| v.as_ref().and_then(serde_json::Value::as_u64)),
+        n: raw.n.as_ref().and_then(serde_json::Value::as_u64),
     })
 }
 
