@@ -2,10 +2,10 @@
 //! lives in `aigw-core` and `aigw-io`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aigw_core::config::{self, Config, FailMode, MockOptions, MockSpec};
+use aigw_core::config::{self, Config, FailMode, MockOptions, MockSpec, MockTls};
 use aigw_io::runtime::DriverKind;
 use aigw_io::workers::{run, Plan};
 use clap::{Parser, Subcommand};
@@ -70,6 +70,12 @@ struct MockArgs {
     /// Worker threads (0: one per CPU).
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Serve HTTPS with this PEM certificate chain (leaf first; needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -109,7 +115,12 @@ fn load(path: &Option<PathBuf>) -> Result<Config, String> {
 fn serve(path: Option<PathBuf>) -> Result<(), String> {
     let cfg = load(&path)?;
     let driver = DriverKind::from_env();
-    let plan = Plan { gateway: true, mocks: cfg.mocks.clone(), workers: cfg.gateway.workers, driver };
+    let plan = Plan {
+        gateway: true,
+        mocks: cfg.mocks.clone(),
+        workers: cfg.gateway.workers,
+        driver,
+    };
     let banner = banner(&cfg, path.is_none(), driver);
     run(cfg, path, plan, move || println!("{banner}"))
 }
@@ -126,7 +137,11 @@ fn banner(cfg: &Config, demo: bool, driver: DriverKind) -> String {
         s += &format!("\n  admin: http://{a}/healthz  http://{a}/metrics  POST http://{a}/reload");
     }
     for m in &cfg.mocks {
-        s += &format!("\n  mock {} (region {}) on http://{}", m.name, m.options.region, m.listen);
+        let scheme = if m.tls.is_some() { "https" } else { "http" };
+        s += &format!(
+            "\n  mock {} (region {}) on {scheme}://{}",
+            m.name, m.options.region, m.listen
+        );
     }
     if demo {
         s += &format!(
@@ -137,7 +152,7 @@ fn banner(cfg: &Config, demo: bool, driver: DriverKind) -> String {
     s
 }
 
-fn check(path: &PathBuf) -> Result<(), String> {
+fn check(path: &Path) -> Result<(), String> {
     let cfg = config::load_file(path).map_err(|e| e.to_string())?;
     println!(
         "{}: ok ({} backends, {} pools, {} models, {} mocks)",
@@ -173,10 +188,30 @@ fn mock(a: MockArgs) -> Result<(), String> {
     } else {
         a.workers
     };
-    let spec = MockSpec { name: a.region.clone(), listen: a.listen, options };
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(MockTls::load(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let spec = MockSpec {
+        name: a.region.clone(),
+        listen: a.listen,
+        options,
+        tls,
+    };
     let cfg = config::demo();
     let driver = DriverKind::from_env();
-    let plan = Plan { gateway: false, mocks: vec![spec], workers, driver };
+    let plan = Plan {
+        gateway: false,
+        mocks: vec![spec],
+        workers,
+        driver,
+    };
     let listen = a.listen;
-    run(cfg, None, plan, move || println!("aigw mock (region {}) listening on http://{listen}", a.region))
+    run(cfg, None, plan, move || {
+        println!(
+            "aigw mock (region {}) listening on {scheme}://{listen}",
+            a.region
+        )
+    })
 }

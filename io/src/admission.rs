@@ -70,7 +70,7 @@ impl Limiters {
         // Racing inserts of the same new key: the last one wins, at most one request's worth lost.
         let b = Arc::new(TokenBucket::new(tpm));
         self.dynamic.insert(key.to_string(), b.clone());
-        if self.dynamic.len() > PRUNE_ABOVE && self.dynamic.len() % 1024 == 0 {
+        if self.dynamic.len() > PRUNE_ABOVE && self.dynamic.len().is_multiple_of(1024) {
             self.prune(now_ns);
         }
         b
