@@ -83,6 +83,20 @@ pub fn has_token(value: &[u8], token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// May the connection carry another message? HTTP/1.1 defaults to yes, 1.0 to no, and a
+/// `Connection: close` or `keep-alive` token says otherwise.
+pub(crate) fn keep_alive(headers: &[Header], version_minor: u8) -> bool {
+    let mut keep = version_minor == 1;
+    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case(b"connection")) {
+        if has_token(&h.value, "close") {
+            keep = false;
+        } else if has_token(&h.value, "keep-alive") {
+            keep = true;
+        }
+    }
+    keep
+}
+
 /// Parse a Content-Length value: digits only, no sign, no whitespace inside, no overflow.
 pub(crate) fn parse_content_length(v: &[u8]) -> Option<u64> {
     let v = v.trim_ascii();

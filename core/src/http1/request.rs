@@ -3,7 +3,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    framing_from_headers, has_token, header_offsets, slice_headers, BodyFraming, DecodeError,
+    framing_from_headers, header_offsets, keep_alive, slice_headers, BodyFraming, DecodeError,
     Header,
 };
 
@@ -123,19 +123,10 @@ pub fn decode_request_head(
     let frozen = buf.split_to(head_len).freeze();
     let headers = slice_headers(&frozen, &offs);
     let framing = framing_from_headers(&headers, true)?;
-    let mut keep_alive = version_minor == 1;
-    let mut expect_continue = false;
-    for h in &headers {
-        if h.name.eq_ignore_ascii_case(b"connection") {
-            if has_token(&h.value, "close") {
-                keep_alive = false;
-            } else if has_token(&h.value, "keep-alive") {
-                keep_alive = true;
-            }
-        } else if h.name.eq_ignore_ascii_case(b"expect") && version_minor == 1 {
-            expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-        }
-    }
+    let keep_alive = keep_alive(&headers, version_minor);
+    let expect_continue = version_minor == 1
+        && super::find_header(&headers, "expect")
+            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
     Ok(Some(RequestHead {
         method: frozen.slice(m_off.0..m_off.0 + m_off.1),
         target: frozen.slice(t_off.0..t_off.0 + t_off.1),

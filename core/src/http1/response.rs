@@ -3,7 +3,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    framing_from_headers, has_token, header_offsets, slice_headers, BodyFraming, DecodeError,
+    framing_from_headers, header_offsets, keep_alive, slice_headers, BodyFraming, DecodeError,
     Header,
 };
 
@@ -84,16 +84,7 @@ pub fn decode_response_head(
     if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
         framing = BodyFraming::Empty;
     }
-    let mut keep_alive = version_minor == 1;
-    for h in &headers {
-        if h.name.eq_ignore_ascii_case(b"connection") {
-            if has_token(&h.value, "close") {
-                keep_alive = false;
-            } else if has_token(&h.value, "keep-alive") {
-                keep_alive = true;
-            }
-        }
-    }
+    let mut keep_alive = keep_alive(&headers, version_minor);
     if framing == BodyFraming::UntilClose {
         keep_alive = false;
     }
