@@ -277,15 +277,24 @@ preflight() {
 }
 
 # ----------------------------------------------------------------- wrk runs
-declare -A RPS P50 P99 ERRS NOTE
-run_wrk() { # run_wrk KEY URL
-    local key=$1 url=$2 out=$OUT_DIR/wrk-$1.txt line
+declare -A RPS P50 P99 ERRS NOTE CPU_US
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { # cpu_ticks PID -> utime+stime of PID and its direct children (nginx workers), all threads
+    local total=0 p
+    for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+run_wrk() { # run_wrk KEY URL [PID]: PID's CPU time over the measured run is reported per request
+    local key=$1 url=$2 pid=${3:-} out=$OUT_DIR/wrk-$1.txt line t0=0
     local wrk_cmd=(wrk -t"$THREADS" -c"$CONNECTIONS" --timeout 5s -s "$LUA")
     if ((WARMUP_S > 0)); then
         log "$key: warm-up $WARMUP"
         fg_run timeout $((WARMUP_S + 30)) "${LOADGEN_PFX[@]}" "${wrk_cmd[@]}" -d"$WARMUP" "$url" >"$OUT_DIR/wrk-$key.warmup.txt" 2>&1 || true
     fi
     log "$key: wrk -t$THREADS -c$CONNECTIONS -d$DURATION $url"
+    [[ -n $pid ]] && t0=$(cpu_ticks "$pid")
     if ! fg_run timeout $((DURATION_S + 60)) "${LOADGEN_PFX[@]}" "${wrk_cmd[@]}" -d"$DURATION" --latency "$url" >"$out" 2>&1; then
         NOTE[$key]="wrk failed (see out/wrk-$key.txt)"; log "$key: ${NOTE[$key]}"; return 1
     fi
@@ -293,6 +302,11 @@ run_wrk() { # run_wrk KEY URL
     [[ -n $line ]] || { NOTE[$key]="no WRK_RESULT line (see out/wrk-$key.txt)"; log "$key: ${NOTE[$key]}"; return 1; }
     field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
     RPS[$key]=$(field rps); P50[$key]=$(field p50_ms); P99[$key]=$(field p99_ms)
+    if [[ -n $pid ]]; then
+        # CPU time per request is what the proxy itself costs, whoever the bottleneck of the run is.
+        CPU_US[$key]=$(awk -v d="$(($(cpu_ticks "$pid") - t0))" -v hz="$CLK_TCK" -v n="$(field requests)" \
+            'BEGIN { if (n > 0) printf "%.1f", d * 1e6 / hz / n; else print "n/a" }')
+    fi
     local sock=$(($(field err_connect) + $(field err_read) + $(field err_write) + $(field err_timeout)))
     local st; st=$(field err_status)
     ERRS[$key]="$sock / $st"
@@ -314,7 +328,7 @@ preflight nginx-proxy "http://127.0.0.1:$PROXY_PORT$CHAT_PATH" || die "nginx pro
 
 run_wrk upstream "http://127.0.0.1:$UPSTREAM_PORT$CHAT_PATH" || die "load on the upstream failed"
 sleep 1
-run_wrk nginx-proxy "http://127.0.0.1:$PROXY_PORT$CHAT_PATH" || die "load on the nginx proxy failed"
+run_wrk nginx-proxy "http://127.0.0.1:$PROXY_PORT$CHAT_PATH" "$PROXY_PID" || die "load on the nginx proxy failed"
 sleep 1
 
 # ------------------------------------------------------------------------ (c)
@@ -376,7 +390,7 @@ if [[ $AIGW_OK = 1 ]]; then
     done >"$OUT_DIR/aigw-threads.txt" 2>/dev/null || true
     if ! preflight aigw "http://127.0.0.1:$AIGW_PORT$CHAT_PATH"; then
         AIGW_OK=0; AIGW_WHY="aigw answered the preflight request with HTTP $(head -n 1 "$OUT_DIR/preflight-aigw.headers" 2>/dev/null | tr -d '\r' | cut -d' ' -f2-) (see out/preflight-aigw.*)"
-    elif run_wrk aigw "http://127.0.0.1:$AIGW_PORT$CHAT_PATH"; then
+    elif run_wrk aigw "http://127.0.0.1:$AIGW_PORT$CHAT_PATH" "$AIGW_PID"; then
         AIGW_RSS_AFTER=$(rss_of "$AIGW_PID" VmRSS)
         AIGW_HWM=$(rss_of "$AIGW_PID" VmHWM)
         if ! kill -0 "$AIGW_PID" 2>/dev/null; then
@@ -404,9 +418,9 @@ fi
 row() { # row KEY LABEL
     local key=$1 label=$2
     if [[ -n ${RPS[$key]:-} ]]; then
-        printf '| %s | %s | %s | %s | %s |\n' "$label" "${RPS[$key]}" "${P50[$key]}" "${P99[$key]}" "${ERRS[$key]}"
+        printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "${RPS[$key]}" "${P50[$key]}" "${P99[$key]}" "${CPU_US[$key]:-—}" "${ERRS[$key]}"
     else
-        printf '| %s | — | — | — | not run |\n' "$label"
+        printf '| %s | — | — | — | — | not run |\n' "$label"
     fi
 }
 
@@ -422,8 +436,8 @@ row() { # row KEY LABEL
         echo "- aigw: 1 worker, \`RUST_LOG=warn\`, config $AIGW_CONF_USED; its threads may run on CPUs: ${AFF:-unknown}"
     fi
     echo
-    echo "| target | req/s | p50 (ms) | p99 (ms) | errors (socket / HTTP≥400) |"
-    echo "|---|---:|---:|---:|---:|"
+    echo "| target | req/s | p50 (ms) | p99 (ms) | proxy CPU µs/req | errors (socket / HTTP≥400) |"
+    echo "|---|---:|---:|---:|---:|---:|"
     row upstream "(a) nginx upstream, direct"
     row nginx-proxy "(b) nginx \`proxy_pass\`, keepalive, 1 worker"
     row aigw "(c) aigw, 1 worker"
@@ -433,6 +447,7 @@ row() { # row KEY LABEL
         echo "|---|---:|"
         echo "| throughput (req/s) | $(ratio "${RPS[aigw]}" "${RPS[nginx-proxy]}") |"
         echo "| p99 latency | $(ratio "${P99[aigw]}" "${P99[nginx-proxy]}") |"
+        echo "| proxy CPU per request | $(ratio "${CPU_US[aigw]:-0}" "${CPU_US[nginx-proxy]:-0}") |"
         echo
         echo "aigw idle RSS (VmRSS after start, before load): **$(kib_to_mib "$AIGW_RSS_IDLE")**" \
             "(threads: ${AIGW_THREADS:-?}); after the run: $(kib_to_mib "$AIGW_RSS_AFTER"), peak VmHWM $(kib_to_mib "$AIGW_HWM")"
