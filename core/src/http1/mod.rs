@@ -87,7 +87,10 @@ pub fn has_token(value: &[u8], token: &str) -> bool {
 /// `Connection: close` or `keep-alive` token says otherwise.
 pub(crate) fn keep_alive(headers: &[Header], version_minor: u8) -> bool {
     let mut keep = version_minor == 1;
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case(b"connection")) {
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(b"connection"))
+    {
         if has_token(&h.value, "close") {
             keep = false;
         } else if has_token(&h.value, "keep-alive") {

@@ -1,5 +1,6 @@
 //! The OpenAI and Azure OpenAI surface: path styles, the request-body peek, error bodies.
 
+mod choices;
 mod path;
 mod peek;
 

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::choices::ChoiceTexts;
 use crate::tokens;
 
 /// Token counts of one call, as the response's `usage` object reported them.
@@ -241,14 +242,12 @@ impl Found {
     }
 
     /// A parsed JSON body or SSE event: its usage (when it has one) and its choices' text.
-    fn take(&mut self, doc: Doc) {
+    fn take(&mut self, doc: Doc<'_>) {
         if let Some(u) = doc.usage.as_ref().and_then(usage_of) {
             self.usage = Some(u);
         }
-        if let Some(Value::Array(choices)) = &doc.choices {
-            for t in choices.iter().filter_map(choice_text) {
-                self.push_text(t);
-            }
+        for t in doc.choices.iter().flat_map(|c| &c.0) {
+            self.push_text(t);
         }
     }
 
@@ -269,14 +268,6 @@ impl Found {
         self.text.push_str(piece.get(..cut).unwrap_or_default());
         self.truncated = true;
     }
-}
-
-/// The text of one choice: chat `delta.content` or `message.content`, or completions `text`.
-fn choice_text(choice: &Value) -> Option<&str> {
-    let content = |key: &str| choice.get(key)?.get("content")?.as_str();
-    content("delta")
-        .or_else(|| content("message"))
-        .or_else(|| choice.get("text")?.as_str())
 }
 
 /// A `usage` object with at least one token count; the total defaults to prompt + completion.
@@ -311,7 +302,7 @@ fn count_of(v: &Value) -> Option<u64> {
 }
 
 /// The first JSON value in `bytes` (trailing bytes ignored), when it is an object.
-fn parse(bytes: &[u8]) -> Option<Doc> {
+fn parse(bytes: &[u8]) -> Option<Doc<'_>> {
     if bytes.trim_ascii_start().first() != Some(&b'{') {
         return None;
     }
@@ -323,9 +314,10 @@ fn parse(bytes: &[u8]) -> Option<Doc> {
 
 /// The parts of a response object the tap reads; everything else is skipped unparsed.
 #[derive(Debug, Default, Deserialize)]
-struct Doc {
+struct Doc<'a> {
     usage: Option<Value>,
-    choices: Option<Value>,
+    #[serde(borrow, default)]
+    choices: Option<ChoiceTexts<'a>>,
 }
 
 #[cfg(test)]
