@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 use super::{
-    assert_served, backend, backend_state, chat, config, mocked, pool, total, two_groups, warm,
-    MODEL,
+    assert_served, backend, backend_state, chat, config, mocked, only_backend, pool, total,
+    two_groups, warm, MODEL,
 };
 
 both_drivers!(
@@ -68,6 +68,7 @@ fn all_members_down_is_503_with_retry_after(d: Driver) {
     assert_eq!(r.json()["error"]["code"], "no_backend_available");
 
     // A lone member answering 429: its answer is relayed as it was...
+    let t0 = Instant::now();
     let r = chat_for(&gw, "m-busy");
     assert_eq!(
         (
@@ -81,7 +82,8 @@ fn all_members_down_is_503_with_retry_after(d: Driver) {
     // ...and then it is benched for that long: 503, Retry-After from the hint, nothing sent.
     let r = chat_for(&gw, "m-busy");
     r.assert_openai_error(503);
-    assert!((6..=7).contains(&retry_after(&r)), "{:?}", r.headers);
+    let lo = 7 - t0.elapsed().as_secs_f64().ceil() as u64; // 6 unless this machine crawls
+    assert!((lo..=7).contains(&retry_after(&r)), "{:?}", r.headers);
     assert_eq!(total(&gw, "busy"), 1);
 }
 
@@ -175,14 +177,16 @@ fn bench_is_seen_by_every_worker(d: Driver) {
     let t0 = Instant::now();
     assert_served(&chat(&gw), "second", 2);
     let connects = gw.metric("aigw_upstream_connects_total");
-    let mut n = 0;
-    // The bench ends at t0 + 3 s at the earliest; stop 1 s before.
-    while t0.elapsed() < Duration::from_secs(2) && n < 300 {
-        assert_served(&chat(&gw), "second", 1); // a new connection each time
-        n += 1;
-    }
-    assert!(n >= 40, "only {n} requests in 2 s");
-    assert_eq!(total(&gw, "first"), 1, "a worker ignored the bench");
+    // The bench ends at t0 + 3 s at the earliest; stop 1 s before. A new connection each time.
+    let (n, late) = only_backend(
+        &gw,
+        "second",
+        t0,
+        Duration::from_secs(2),
+        Duration::from_secs(3),
+    );
+    assert!(n >= 20, "only {n} requests in 2 s");
+    assert_eq!(total(&gw, "first"), 1 + late, "a worker ignored the bench");
     // Each worker keeps its own upstream connections: a new one to `second` means the other
     // worker served some of these requests too.
     assert!(

@@ -166,7 +166,16 @@ impl BackendState {
         failed: bool,
         retry_after_ms: Option<u64>,
     ) -> Verdict {
-        let Some(cfg) = cfg else { return Verdict::Same };
+        let Some(cfg) = cfg else {
+            // No breaker (any more: a reload may remove it while it is open). An open state left
+            // behind still turns half-open when due; its probe must close it, whatever the
+            // outcome, or the backend would never be picked again.
+            if self.swap(BreakerState::HalfOpen, BreakerState::Closed) {
+                self.clear_ring();
+                return Verdict::Closed;
+            }
+            return Verdict::Same;
+        };
         let open_for = |cfg: &BreakerConfig| match retry_after_ms {
             Some(ms) if cfg.honor_retry_after => ms,
             _ => cfg.open_for.as_millis() as u64,
@@ -174,9 +183,7 @@ impl BackendState {
         match (self.breaker(), failed) {
             (BreakerState::HalfOpen, false) => {
                 if self.swap(BreakerState::HalfOpen, BreakerState::Closed) {
-                    for slot in &self.ring {
-                        slot.store(0, Relaxed);
-                    }
+                    self.clear_ring();
                     return Verdict::Closed;
                 }
                 Verdict::Same
@@ -206,6 +213,12 @@ impl BackendState {
                 Verdict::Same
             }
             _ => Verdict::Same,
+        }
+    }
+
+    fn clear_ring(&self) {
+        for slot in &self.ring {
+            slot.store(0, Relaxed);
         }
     }
 
@@ -277,6 +290,24 @@ mod tests {
         assert!(s.try_acquire(24_000));
         assert_eq!(s.record(Some(&c), 24_500, true, None), Verdict::Opened);
         assert_eq!(s.open_until(), 84_500);
+    }
+
+    #[test]
+    fn breaker_removed_while_open_releases_the_backend_after_its_probe() {
+        let s = BackendState::default();
+        let c = cfg();
+        for t in [1000, 2000, 3000] {
+            s.record(Some(&c), t, true, None);
+        }
+        assert_eq!(s.breaker(), BreakerState::Open);
+        // A reload drops the breaker: the old open period still runs out, then one probe...
+        assert!(!s.try_acquire(62_999));
+        assert!(s.try_acquire(63_000));
+        // ...whose outcome, recorded without a breaker, closes it even when it failed.
+        assert_eq!(s.record(None, 63_100, true, None), Verdict::Closed);
+        assert_eq!(s.breaker(), BreakerState::Closed);
+        assert!(s.available(63_100) && s.try_acquire(63_100));
+        assert_eq!(s.record(None, 63_200, true, None), Verdict::Same);
     }
 
     #[test]
