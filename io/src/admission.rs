@@ -219,7 +219,11 @@ pub fn reserve(
                 // A caller without a consumer is counted by its address.
                 Counter::Ip | Counter::Consumer => format!("ip:{}", caller.ip),
             };
-            Some(Bucket::Dynamic(limiters.dynamic(&key, t.tokens_per_minute, now_ns)))
+            Some(Bucket::Dynamic(limiters.dynamic(
+                &key,
+                t.tokens_per_minute,
+                now_ns,
+            )))
         }
         _ => None,
     };
@@ -238,7 +242,10 @@ pub fn reserve(
         .as_ref()
         .is_none_or(|t| t.estimate_prompt_tokens);
     // The completion cap counts once per choice asked for.
-    adm.estimate = caller.max_tokens.unwrap_or(0).saturating_mul(caller.choices.max(1))
+    adm.estimate = caller
+        .max_tokens
+        .unwrap_or(0)
+        .saturating_mul(caller.choices.max(1))
         + if estimate_prompt {
             aigw_core::tokens::estimate_prompt(caller.model, caller.body) as u64
         } else {

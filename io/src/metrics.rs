@@ -195,7 +195,13 @@ impl LocalMetrics {
             let folded: Vec<&str> = names
                 .iter()
                 .zip(labels)
-                .map(|(n, v)| if CLIENT_CHOSEN.contains(n) { "_other" } else { *v })
+                .map(|(n, v)| {
+                    if CLIENT_CHOSEN.contains(n) {
+                        "_other"
+                    } else {
+                        *v
+                    }
+                })
                 .collect();
             if folded[..] != *labels {
                 drop(map);
@@ -403,6 +409,9 @@ mod tests {
             a.add(F_REQUESTS, &[&format!("model-{i}"), "east", "200"], 1);
         }
         let text = reg.render();
-        assert!(text.contains("model=\"_other\",backend=\"east\",status=\"200\"} 11"), "folded: {text}");
+        assert!(
+            text.contains("model=\"_other\",backend=\"east\",status=\"200\"} 11"),
+            "folded: {text}"
+        );
     }
 }
