@@ -154,8 +154,11 @@ async fn read_body<S: AsyncReadRent + AsyncWriteRent>(
             if head.expect_continue && conn.buf.len() < n {
                 send_continue(conn).await?;
             }
-            if conn.buf.capacity() < n {
-                conn.buf.reserve(n - conn.buf.len());
+            // Reserve what is announced, but at most 1 MiB ahead of what arrived: a client that
+            // claims 32 MiB and sends nothing must not make us hold 32 MiB per connection.
+            let ahead = (n - conn.buf.len().min(n)).min(1 << 20);
+            if conn.buf.capacity() - conn.buf.len() < ahead {
+                conn.buf.reserve(ahead);
             }
             while conn.buf.len() < n {
                 fill_until(conn, deadline).await?;
