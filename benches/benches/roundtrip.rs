@@ -1,6 +1,7 @@
 //! A loopback round trip through the gateway (client → aigw → mock → back) against the same
-#![allow(missing_docs)] // criterion_group! generates undocumented functions
 //! request sent to the mock directly: the difference is what the gateway adds per request.
+// criterion_group! generates undocumented functions; a failed bench setup may panic.
+#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -12,7 +13,10 @@ use aigw_io::workers::{run, Plan};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 /// One keep-alive client that reads Content-Length responses.
@@ -25,8 +29,12 @@ impl Client {
     fn connect(addr: SocketAddr) -> Client {
         let s = TcpStream::connect(addr).expect("connect");
         s.set_nodelay(true).expect("nodelay");
-        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        Client { s, buf: Vec::with_capacity(4096) }
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        Client {
+            s,
+            buf: Vec::with_capacity(4096),
+        }
     }
 
     fn call(&mut self, req: &[u8]) -> usize {
@@ -76,11 +84,18 @@ fn roundtrip(c: &mut Criterion) {
          [pools.p]\nmembers = [{{ backend = \"m\" }}]\n[models]\n\"*\" = \"p\"\n"
     );
     let cfg = parse_str(&toml, None).expect("bench config");
-    let plan = Plan { gateway: true, mocks: cfg.mocks.clone(), workers: 1, driver: DriverKind::from_env() };
+    let plan = Plan {
+        gateway: true,
+        mocks: cfg.mocks.clone(),
+        workers: 1,
+        driver: DriverKind::from_env(),
+    };
     // The gateway and its mock run in this process on their own threads for the whole bench.
     std::thread::spawn(move || run(cfg, None, plan, || {}));
-    let (gw_addr, mock_addr): (SocketAddr, SocketAddr) =
-        (format!("127.0.0.1:{gw}").parse().expect("addr"), format!("127.0.0.1:{mock}").parse().expect("addr"));
+    let (gw_addr, mock_addr): (SocketAddr, SocketAddr) = (
+        format!("127.0.0.1:{gw}").parse().expect("addr"),
+        format!("127.0.0.1:{mock}").parse().expect("addr"),
+    );
     wait_up(gw_addr);
     wait_up(mock_addr);
 
