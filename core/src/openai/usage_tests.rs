@@ -1,0 +1,175 @@
+//! Tests of the usage tap: shapes, every split point, limits.
+use super::*;
+
+const CHAT: &str = r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hi there.","refusal":null},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}"#;
+
+/// A mock-like chat stream: role frame, content frames, finish frame, optional usage frame, `[DONE]`.
+fn chat_stream(words: &[&str], usage: bool, eol: &str) -> Vec<u8> {
+    let head = r#""object":"chat.completion.chunk","model":"gpt-4o""#;
+    let u = if usage { r#","usage":null"# } else { "" };
+    let frame = |choices: String| format!("data: {{{head},\"choices\":[{choices}]{u}}}{eol}{eol}");
+    let mut s = frame(r#"{"index":0,"delta":{"role":"assistant"},"finish_reason":null}"#.into());
+    for w in words {
+        s += &frame(format!(
+            r#"{{"index":0,"delta":{{"content":"{w}"}},"finish_reason":null}}"#
+        ));
+    }
+    s += &frame(r#"{"index":0,"delta":{},"finish_reason":"stop"}"#.into());
+    if usage {
+        s += &format!("data: {{{head},\"choices\":[],\"usage\":{{\"prompt_tokens\":9,\"completion_tokens\":{},\"total_tokens\":{}}}}}{eol}{eol}", words.len(), 9 + words.len());
+    }
+    s += &format!("data: [DONE]{eol}{eol}");
+    s.into_bytes()
+}
+
+fn tap(sse: bool, pieces: &[&[u8]], max_json: usize, max_text: usize) -> Tapped {
+    let mut t = UsageTap::new(sse, max_json, max_text);
+    pieces.iter().for_each(|p| t.feed(p));
+    t.finish()
+}
+
+fn whole(sse: bool, body: &[u8]) -> Tapped {
+    tap(sse, &[body], 1 << 20, 1 << 16)
+}
+
+/// Every two-piece split (and byte-by-byte feeding) gives the one-piece answer.
+fn assert_split_free(sse: bool, body: &[u8], max_json: usize, max_text: usize) -> Tapped {
+    let one = tap(sse, &[body], max_json, max_text);
+    for cut in 0..=body.len() {
+        let (a, b) = body.split_at(cut);
+        assert_eq!(tap(sse, &[a, b], max_json, max_text), one, "cut at {cut}");
+    }
+    let bytes: Vec<&[u8]> = body.chunks(1).collect();
+    assert_eq!(tap(sse, &bytes, max_json, max_text), one);
+    one
+}
+
+fn usage(p: u64, c: u64, t: u64) -> Option<Usage> {
+    Some(Usage {
+        prompt_tokens: p,
+        completion_tokens: c,
+        total_tokens: t,
+    })
+}
+
+#[test]
+fn json_chat_completion_embeddings_and_text_completion() {
+    let t = assert_split_free(false, CHAT.as_bytes(), 1 << 20, 1 << 10);
+    assert_eq!(
+        (t.usage, t.text.as_str(), t.text_truncated, t.stream),
+        (usage(9, 3, 12), "Hi there.", false, false)
+    );
+    let emb = br#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,-0.2,3e-5]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}"#;
+    let t = whole(false, emb);
+    assert_eq!((t.usage, t.text.as_str()), (usage(8, 0, 8), ""));
+    let cmpl = br#"{"object":"text_completion","choices":[{"text":"Once","index":0}],"usage":{"prompt_tokens":2,"completion_tokens":1}}"#;
+    assert_eq!(whole(false, cmpl).usage, usage(2, 1, 3));
+    assert_eq!(whole(false, cmpl).text, "Once");
+    for body in [
+        &br#"{"choices":[{"message":{"content":"x"}}],"usage":null}"#[..],
+        br#" {"choices":[{"message":{"content":"x"}}]} "#,
+    ] {
+        let t = whole(false, body);
+        assert_eq!((t.usage, t.text.as_str()), (None, "x"));
+    }
+    let t = whole(
+        false,
+        br#"{"error":{"message":"nope","type":"invalid_request_error"}}"#,
+    );
+    assert_eq!(t, Tapped::default());
+}
+
+#[test]
+fn sse_stream_split_anywhere() {
+    let body = chat_stream(&["Mock", " response", " from", " eastus."], true, "\n");
+    let t = assert_split_free(true, &body, 1 << 20, 1 << 10);
+    assert_eq!(t.usage, usage(9, 4, 13));
+    assert_eq!(
+        (t.text.as_str(), t.text_truncated, t.stream),
+        ("Mock response from eastus.", false, true)
+    );
+    // Not announced as SSE: sniffed from `data:`.
+    assert_eq!(assert_split_free(false, &body, 1 << 20, 1 << 10), t);
+    // CRLF lines and `data:` without the space read the same.
+    let crlf = chat_stream(&["Mock", " response", " from", " eastus."], true, "\r\n");
+    assert_eq!(assert_split_free(true, &crlf, 1 << 20, 1 << 10), t);
+    let tight = String::from_utf8(body).unwrap().replace("data: ", "data:");
+    assert_eq!(whole(true, tight.as_bytes()), t);
+}
+
+#[test]
+fn stream_without_usage_is_counted() {
+    let body = chat_stream(&["Hello", " world"], false, "\n");
+    let t = assert_split_free(true, &body, 1 << 20, 1 << 10);
+    assert_eq!((t.usage, t.text.as_str()), (None, "Hello world"));
+    let counted = tokens::count("gpt-4o", "Hello world") as u64;
+    assert_eq!(
+        t.usage_or_count("gpt-4o", 7),
+        usage(7, counted, 7 + counted).unwrap()
+    );
+    let cmpl = b"data: {\"choices\":[{\"text\":\"a\",\"index\":0}]}\n\n: keep-alive\nevent: x\nid: 1\ndata: {\"choices\":[{\"text\":\"b\"}]}\n\ndata: [DONE]";
+    let t = assert_split_free(true, cmpl, 1 << 20, 1 << 10);
+    assert_eq!((t.usage, t.text.as_str()), (None, "ab"));
+    assert_eq!(
+        whole(
+            true,
+            b"data: {\"usage\":{\"total_tokens\":5},\"choices\":[]}"
+        )
+        .usage,
+        usage(0, 0, 5)
+    );
+    assert_eq!(whole(true, b"data: {\"usage\":{}}\n").usage, None);
+}
+
+#[test]
+fn limits() {
+    let n = CHAT.len();
+    assert_eq!(tap(false, &[CHAT.as_bytes()], n, 64).usage, usage(9, 3, 12));
+    let over = assert_split_free(false, CHAT.as_bytes(), n - 1, 64);
+    assert_eq!(
+        (over.usage, over.text.as_str(), over.text_truncated),
+        (None, "", true)
+    );
+    // An SSE line over the limit is skipped; the lines after it still count.
+    let mut body = format!(
+        "data: {{\"choices\":[{{\"text\":\"{}\"}}]}}\n",
+        "x".repeat(200)
+    )
+    .into_bytes();
+    body.extend_from_slice(b"data: {\"choices\":[{\"text\":\"ok\"}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n");
+    let t = assert_split_free(true, &body, 120, 64);
+    assert_eq!((t.usage, t.text.as_str()), (usage(1, 2, 3), "ok"));
+    // The text is cut at a char boundary, and nothing is added after the cut.
+    let s = b"data: {\"choices\":[{\"text\":\"ab\xc3\xa9\"}]}\ndata: {\"choices\":[{\"text\":\"c\"}]}\n";
+    let t = assert_split_free(true, s, 1 << 10, 3);
+    assert_eq!((t.text.as_str(), t.text_truncated), ("ab", true));
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut bodies: Vec<Vec<u8>> = vec![
+        b"data".to_vec(),
+        b"  \n\r\n".to_vec(),
+        b"\xff\xfe{".to_vec(),
+        b"data: {\"usage\":[1]".to_vec(),
+    ];
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    for len in [0, 1, 7, 64, 300] {
+        let mut stream = chat_stream(&["a", "b"], true, "\n");
+        for _ in 0..len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x % stream.len() as u64) as usize;
+            stream[i] = (x >> 32) as u8;
+        }
+        bodies.push(stream);
+        bodies.push((0..len).map(|i| (x >> (i % 56)) as u8).collect());
+    }
+    for body in &bodies {
+        for sse in [false, true] {
+            let t = assert_split_free(sse, body, 100, 5);
+            assert!(t.text.len() <= 5);
+        }
+    }
+}
