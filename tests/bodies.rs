@@ -14,7 +14,40 @@ both_drivers!(
     chunked_request_body_is_dechunked,
     expect_100_continue_gets_interim_response,
     large_bodies_relayed_intact,
+    http10_client_gets_a_dechunked_stream,
 );
+
+/// An HTTP/1.0 client cannot parse chunked framing: a chunked upstream body (the SSE stream)
+/// reaches it as plain data, with no Transfer-Encoding, ended by the connection closing.
+fn http10_client_gets_a_dechunked_stream(d: Driver) {
+    use std::io::{Read, Write};
+    let gw = Gateway::start(d, TWO_DIALECTS);
+    let body = chat_body(Some("m-oa"), true);
+    let mut s = std::net::TcpStream::connect(gw.addr("listen")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let text = String::from_utf8_lossy(&all);
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(
+        payload.starts_with("data: {"),
+        "chunk-size lines leaked: {payload:?}"
+    );
+    assert!(payload.trim_end().ends_with("data: [DONE]"), "{payload:?}");
+    // The same request over HTTP/1.1 still gets the chunked framing.
+    let r = gw.call("POST", "/v1/chat/completions", &[], body.as_bytes());
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+}
 
 fn chunked_request_body_is_dechunked(d: Driver) {
     let gw = Gateway::start(d, TWO_DIALECTS);

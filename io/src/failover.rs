@@ -245,23 +245,31 @@ async fn try_backend(
 }
 
 /// The head sent to the client for a won response; `rate` (the caller's own rate-limit headers)
-/// replaces the backend's headers of the same names.
+/// replaces the backend's headers of the same names. With `dechunk` (an HTTP/1.0 client and a
+/// chunked body) the body goes out unframed and the connection closes after it.
 pub fn client_head(
     won: &Won,
     backend_name: &str,
     request_id: &str,
     rate: &[(&str, &[u8])],
+    dechunk: bool,
 ) -> BytesMut {
     let mut out = BytesMut::with_capacity(512);
     let mut n = itoa::Buffer::new();
     let mut replace = vec!["x-request-id", "x-aigw-backend", "x-aigw-attempts"];
     replace.extend(rate.iter().map(|(k, _)| *k));
+    if dechunk {
+        replace.push("transfer-encoding");
+    }
     let mut extra: Vec<(&str, &[u8])> = vec![
         ("x-request-id", request_id.as_bytes()),
         ("x-aigw-backend", backend_name.as_bytes()),
         ("x-aigw-attempts", n.format(won.attempts).as_bytes()),
     ];
     extra.extend_from_slice(rate);
+    if dechunk {
+        extra.push(("connection", b"close"));
+    }
     won.resp.encode_for_client(&mut out, &replace, &extra);
     out
 }

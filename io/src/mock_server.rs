@@ -87,7 +87,6 @@ impl Service for MockService {
                 chunk_delay_ms,
             } => {
                 put_header(&mut out, b"transfer-encoding", b"chunked");
-                put_header(&mut out, b"cache-control", b"no-cache");
                 out.put_slice(b"\r\n");
                 // The head goes out first, so a client sees the response start before the first
                 // delay; then each event is its own chunk, written as soon as it is due.

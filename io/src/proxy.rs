@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use aigw_core::error::GatewayError;
+use aigw_core::http1::BodyFraming;
 use aigw_core::openai::{classify, peek, UsageTap};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
@@ -205,11 +206,14 @@ impl Gateway {
             .flatten()
             .map(|(k, v)| (*k, v.as_bytes()))
             .collect();
+        // An HTTP/1.0 client cannot read chunked framing: it gets the data, ended by a close.
+        let dechunk = req.head.version_minor == 0 && won.resp.framing == BodyFraming::Chunked;
         let head_out = client_head(
             &won,
             &cfg.backends[won.backend].name,
             &rec.request_id,
             &rate_refs,
+            dechunk,
         );
 
         let mut tap = UsageTap::new(sse, TAP_MAX_JSON, TAP_MAX_TEXT);
@@ -222,6 +226,7 @@ impl Gateway {
             head_out,
             g.upstream_timeout,
             &mut wait,
+            dechunk,
             |d| {
                 first.get_or_insert_with(Instant::now);
                 tap.feed(d);

@@ -107,15 +107,18 @@ pub async fn relay_body<S: AsyncReadRent + AsyncWriteRent>(
     mut head_out: BytesMut,
     timeout: Duration,
     wait: &mut Duration,
+    dechunk: bool,
     mut tap: impl FnMut(&[u8]),
 ) -> RelayEnd {
     let mut decoder = ChunkedDecoder::new();
+    // For an HTTP/1.0 client a chunked body is sent as plain data, ended by closing.
+    let mut plain = BytesMut::new();
     let mut remaining = match head.framing {
         BodyFraming::Length(n) => n,
         _ => 0,
     };
     // What of the first bytes belongs to this body.
-    let mut take = |buf: &BytesMut| -> Result<(usize, bool), ()> {
+    let mut take = |buf: &BytesMut, plain: &mut BytesMut| -> Result<(usize, bool), ()> {
         match head.framing {
             BodyFraming::Empty => Ok((0, true)),
             BodyFraming::Length(_) => {
@@ -125,7 +128,14 @@ pub async fn relay_body<S: AsyncReadRent + AsyncWriteRent>(
                 Ok((n, remaining == 0))
             }
             BodyFraming::Chunked => {
-                let p = decoder.feed(buf, &mut tap).map_err(|_| ())?;
+                let p = decoder
+                    .feed(buf, |d| {
+                        tap(d);
+                        if dechunk {
+                            plain.extend_from_slice(d);
+                        }
+                    })
+                    .map_err(|_| ())?;
                 Ok((p.consumed, p.done))
             }
             BodyFraming::UntilClose => {
@@ -134,11 +144,17 @@ pub async fn relay_body<S: AsyncReadRent + AsyncWriteRent>(
             }
         }
     };
-    let Ok((n, mut done)) = take(&up.conn.buf) else {
+    let Ok((n, mut done)) = take(&up.conn.buf, &mut plain) else {
         return RelayEnd::UpstreamFailed;
     };
+    let dechunk = dechunk && head.framing == BodyFraming::Chunked;
     // The head and the first body bytes leave together: one write for small responses.
-    head_out.put_slice(&up.conn.buf[..n]);
+    if dechunk {
+        head_out.put_slice(&plain);
+        plain.clear();
+    } else {
+        head_out.put_slice(&up.conn.buf[..n]);
+    }
     up.conn.buf.advance(n);
     if client.write(head_out).await.0.is_err() {
         return RelayEnd::ClientGone;
@@ -157,19 +173,20 @@ pub async fn relay_body<S: AsyncReadRent + AsyncWriteRent>(
             }
             Err(_) => return RelayEnd::UpstreamFailed,
         }
-        let Ok((n, d)) = take(&up.conn.buf) else {
+        let Ok((n, d)) = take(&up.conn.buf, &mut plain) else {
             return RelayEnd::UpstreamFailed;
         };
         done = d;
         // Relay what arrived right away (an SSE event must not wait for the next one); the
         // split-off part shares the read buffer's allocation, which is reclaimed once written.
         let chunk = up.conn.buf.split_to(n);
-        if client.write(chunk).await.0.is_err() {
+        let out = if dechunk { plain.split() } else { chunk };
+        if !out.is_empty() && client.write(out).await.0.is_err() {
             return RelayEnd::ClientGone;
         }
     }
     RelayEnd::Complete {
         reusable: head.keep_alive && up.conn.buf.is_empty(),
-        client_keep: head.framing != BodyFraming::UntilClose,
+        client_keep: head.framing != BodyFraming::UntilClose && !dechunk,
     }
 }
