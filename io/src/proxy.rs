@@ -15,7 +15,7 @@ use crate::failover::{attempt, client_head, Ask};
 use crate::health::{now_ms, unix_secs};
 use crate::metrics::WorkerMetrics;
 use crate::record::{finish, Record};
-use crate::relay::{relay_body, RelayEnd};
+use crate::relay::{relay_body, RelayEnd, RelayMode};
 use crate::server::{send_error_with, send_response, Request, ServerLimits, Service};
 use crate::shard::{Shard, Snapshot};
 
@@ -224,9 +224,11 @@ impl Gateway {
             &mut won.up,
             &won.resp,
             head_out,
-            g.upstream_timeout,
+            RelayMode {
+                timeout: g.upstream_timeout,
+                dechunk,
+            },
             &mut wait,
-            dechunk,
             |d| {
                 first.get_or_insert_with(Instant::now);
                 tap.feed(d);

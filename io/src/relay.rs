@@ -80,6 +80,15 @@ pub async fn exchange_head(
     result
 }
 
+/// How to relay one body.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayMode {
+    /// Longest wait for the next upstream read.
+    pub timeout: Duration,
+    /// Send a chunked body's data unframed (for an HTTP/1.0 client); the client is closed after.
+    pub dechunk: bool,
+}
+
 /// How relaying a response ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RelayEnd {
@@ -105,11 +114,11 @@ pub async fn relay_body<S: AsyncReadRent + AsyncWriteRent>(
     up: &mut UpConn,
     head: &ResponseHead,
     mut head_out: BytesMut,
-    timeout: Duration,
+    mode: RelayMode,
     wait: &mut Duration,
-    dechunk: bool,
     mut tap: impl FnMut(&[u8]),
 ) -> RelayEnd {
+    let RelayMode { timeout, dechunk } = mode;
     let mut decoder = ChunkedDecoder::new();
     // For an HTTP/1.0 client a chunked body is sent as plain data, ended by closing.
     let mut plain = BytesMut::new();
