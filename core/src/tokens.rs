@@ -77,6 +77,12 @@ fn bpe(enc: Encoding) -> Option<&'static CoreBPE> {
     }
 }
 
+/// Load both encodings now (they load lazily otherwise, which takes a noticeable moment).
+pub fn warm_up() {
+    let _ = count_with(Encoding::O200k, "warm up");
+    let _ = count_with(Encoding::Cl100k, "warm up");
+}
+
 /// Tokens in `text` under `enc`. Special-token text is counted as ordinary text.
 pub fn count_with(enc: Encoding, text: &str) -> usize {
     if text.is_empty() {

@@ -108,6 +108,10 @@ impl Control {
             notes.push("[log] changes take effect at the next start".to_string());
             next.log = old.log.clone();
         }
+        if next.estimates_tokens() && !old.estimates_tokens() {
+            // Load the tokenizer here, on the reloading thread, not in a worker's first request.
+            aigw_core::tokens::warm_up();
+        }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         next.generation = generation;
         self.config.store(Arc::new(next));

@@ -81,17 +81,11 @@ pub fn run(
     } else {
         Sinks::default()
     });
-    let limits = cfg.token_limit.is_some()
-        || cfg
-            .consumers
-            .iter()
-            .any(|c| c.tokens_per_minute.is_some() || c.quota.is_some());
-    if (plan.gateway && limits) || !plan.mocks.is_empty() {
+    if (plan.gateway && cfg.estimates_tokens()) || !plan.mocks.is_empty() {
         // Loading a BPE table takes a while and would stall a whole worker inside its first
         // request; do it before serving. Without limits or mocks nothing is counted up front, and
         // the tables (tens of MB) stay unloaded unless a response arrives without usage.
-        let _ = aigw_core::tokens::count("gpt-4o", "warm up");
-        let _ = aigw_core::tokens::count("gpt-4", "warm up");
+        aigw_core::tokens::warm_up();
     }
     // Install the handlers before anything can report ready: a SIGHUP sent as soon as /healthz
     // answers must reload, not hit the default action (which ends the process).

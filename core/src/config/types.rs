@@ -219,6 +219,18 @@ pub struct ModelMap {
     pub fallback: Option<PoolId>,
 }
 
+impl Config {
+    /// Does admission estimate prompts up front (any token rate limit or quota)? Then the
+    /// tokenizer should be loaded before requests need it.
+    pub fn estimates_tokens(&self) -> bool {
+        self.token_limit.is_some()
+            || self
+                .consumers
+                .iter()
+                .any(|c| c.tokens_per_minute.is_some() || c.quota.is_some())
+    }
+}
+
 impl ModelMap {
     /// The pool serving `model`, if any.
     pub fn resolve(&self, model: &str) -> Option<PoolId> {
