@@ -6,7 +6,7 @@
 #[macro_use]
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -167,38 +167,8 @@ members = [{ backend = "up" }]
         "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
     ] {
         let mut c = gw.client();
-        let start = Instant::now();
-        c.send(&request(
-            "POST",
-            target,
-            &[],
-            chat_body(Some("gpt-4o"), true).as_bytes(),
-        ));
-        let (mut first, mut done) = (None, None);
-        let mut arrivals = Vec::new();
-        let r = c
-            .read_response_with(|body| {
-                let t = start.elapsed();
-                let events = body.windows(5).filter(|w| w == b"data:").count();
-                if events > 0 && first.is_none() {
-                    first = Some(t);
-                }
-                if done.is_none() && body.windows(12).any(|w| w == b"data: [DONE]") {
-                    done = Some(t);
-                }
-                if arrivals.last().is_none_or(|&(_, n)| n < events) {
-                    arrivals.push((t, events));
-                }
-            })
-            .expect("streamed response");
-        assert_eq!(r.status, 200, "{}", r.text());
-        assert!(
-            r.header("content-type")
-                .is_some_and(|c| c.starts_with("text/event-stream")),
-            "{:?}",
-            r.headers
-        );
-        let (first, done) = (first.expect("no data: event"), done.expect("no [DONE]"));
+        let s = c.stream(target, chat_body(Some("gpt-4o"), true).as_bytes());
+        let (r, first, done, arrivals) = (s.response, s.first, s.done, s.arrivals);
         assert!(
             first + Duration::from_millis(500) < done,
             "{target}: first event at {first:?}, [DONE] at {done:?}: not streamed ({arrivals:?})"

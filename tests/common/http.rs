@@ -42,6 +42,19 @@ pub fn chat_body(model: Option<&str>, stream: bool) -> String {
     v.to_string()
 }
 
+/// A streamed response with the times (from the request) its events arrived.
+#[derive(Debug)]
+pub struct Streamed {
+    /// The whole response.
+    pub response: Response,
+    /// When the first `data:` event arrived.
+    pub first: Duration,
+    /// When `data: [DONE]` arrived.
+    pub done: Duration,
+    /// (time, events so far) for every read that brought new events.
+    pub arrivals: Vec<(Duration, usize)>,
+}
+
 /// One decoded response.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -142,6 +155,44 @@ impl Client {
 
     pub fn try_read_response(&mut self) -> io::Result<Response> {
         self.read_response_with(|_| {})
+    }
+
+    /// POST a streaming request and time its events: when the first `data:` event and the
+    /// `data: [DONE]` arrived, and each read that brought new events. Asserts a 200 SSE answer.
+    pub fn stream(&mut self, target: &str, body: &[u8]) -> Streamed {
+        let start = std::time::Instant::now();
+        self.send(&request("POST", target, &[], body));
+        let (mut first, mut done) = (None, None);
+        let mut arrivals = Vec::new();
+        let response = self
+            .read_response_with(|body| {
+                let t = start.elapsed();
+                let events = body.windows(5).filter(|w| w == b"data:").count();
+                if events > 0 && first.is_none() {
+                    first = Some(t);
+                }
+                if done.is_none() && body.windows(12).any(|w| w == b"data: [DONE]") {
+                    done = Some(t);
+                }
+                if arrivals.last().is_none_or(|&(_, n)| n < events) {
+                    arrivals.push((t, events));
+                }
+            })
+            .expect("streamed response");
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert!(
+            response
+                .header("content-type")
+                .is_some_and(|c| c.starts_with("text/event-stream")),
+            "{:?}",
+            response.headers
+        );
+        Streamed {
+            first: first.expect("no data: event"),
+            done: done.expect("no [DONE]"),
+            arrivals,
+            response,
+        }
     }
 
     /// Read one response; `progress` sees the decoded body so far after every socket read.
