@@ -13,7 +13,37 @@ both_drivers!(
     client_credentials_never_reach_upstream,
     unknown_model_path_and_models_list,
     request_id_kept_or_generated,
+    multipart_model_field_routes,
 );
+
+/// A multipart call (audio transcription) carries its model as a form field: it routes by it,
+/// with no "*" entry, and the body reaches the backend byte for byte.
+fn multipart_model_field_routes(d: Driver) {
+    let gw = Gateway::start(d, TWO_DIALECTS);
+    let body = "--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\nRIFFdata\r\n--b0undary\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm-oa\r\n--b0undary--\r\n";
+    let ct = [("Content-Type", "multipart/form-data; boundary=b0undary")];
+    let r = gw.call("POST", "/v1/audio/transcriptions", &ct, body.as_bytes());
+    assert_eq!(
+        r.header("x-aigw-backend"),
+        Some("oa"),
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    let seen = gw.mock_requests("oa");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0]["path"], "/v1/audio/transcriptions");
+    assert_eq!(seen[0]["body"], body);
+    // An unknown model in the form is refused like one in JSON.
+    let other = body.replace("m-oa", "nope");
+    let r = gw.call("POST", "/v1/audio/transcriptions", &ct, other.as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("Invalid model or deployment-id"),
+        "{}",
+        r.text()
+    );
+}
 
 const CLIENT_SECRETS: [&str; 4] = [
     "client-api-key",

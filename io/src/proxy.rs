@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use aigw_core::error::GatewayError;
 use aigw_core::http1::BodyFraming;
-use aigw_core::openai::{classify, peek, UsageTap};
+use aigw_core::openai::{classify, multipart_field, peek, UsageTap};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::admission::{authenticate, reserve, Caller};
@@ -138,7 +138,16 @@ impl Gateway {
             return Ok(send_response(conn, 200, &[], "application/json", &snap.models_json).await);
         }
         let peeked = peek(&req.body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
-        let model: &str = path.deployment.or(peeked.model.as_deref()).unwrap_or("");
+        // Multipart calls (audio transcriptions, image edits) carry the model as a form field.
+        let form_model = match (&peeked.model, req.head.header("content-type")) {
+            (None, Some(ct)) => multipart_field(&req.body, ct, "model"),
+            _ => None,
+        };
+        let model: &str = path
+            .deployment
+            .or(peeked.model.as_deref())
+            .or(form_model)
+            .unwrap_or("");
         rec.model = model.to_string();
         rec.stream = peeked.stream;
         // The key is checked before the model is resolved: an unauthenticated caller learns nothing

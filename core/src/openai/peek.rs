@@ -137,3 +137,60 @@ mod tests {
         assert!(peek(br#"{"model": 5}"#).is_err());
     }
 }
+
+/// The value of the form field `name` in a `multipart/form-data` body (audio transcription and
+/// image edit calls carry `model` this way). Borrowed from the body; `None` when absent or not
+/// UTF-8.
+pub fn multipart_field<'a>(body: &'a [u8], content_type: &[u8], name: &str) -> Option<&'a str> {
+    let ct = std::str::from_utf8(content_type).ok()?;
+    let (kind, params) = ct.split_once(';')?;
+    if !kind.trim().eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    let boundary = params.split(';').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"'))
+    })?;
+    let delim = format!("--{boundary}");
+    let mut rest = body;
+    while let Some(at) = find(rest, delim.as_bytes()) {
+        rest = &rest[at + delim.len()..];
+        let head_end = find(rest, b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&rest[..head_end]).ok()?;
+        let wanted = head.lines().any(|l| {
+            let l = l.to_ascii_lowercase();
+            l.starts_with("content-disposition:")
+                && l.split(';')
+                    .any(|p| p.trim() == format!("name=\"{}\"", name.to_ascii_lowercase()))
+        });
+        if wanted {
+            let value = &rest[head_end + 4..];
+            let end = find(value, format!("\r\n{delim}").as_bytes())?;
+            return std::str::from_utf8(&value[..end]).ok();
+        }
+    }
+    None
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod multipart_tests {
+    use super::multipart_field;
+
+    #[test]
+    fn finds_the_model_field() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\nRIFF\x00\x01model\r\n--XyZ\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--XyZ--\r\n";
+        let ct = b"multipart/form-data; boundary=XyZ";
+        assert_eq!(multipart_field(body, ct, "model"), Some("whisper-1"));
+        assert_eq!(multipart_field(body, ct, "language"), None);
+        assert_eq!(multipart_field(body, b"application/json", "model"), None);
+        assert_eq!(multipart_field(b"--XyZ\r\nbroken", ct, "model"), None);
+        let quoted = b"multipart/form-data; boundary=\"XyZ\"";
+        assert_eq!(multipart_field(body, quoted, "model"), Some("whisper-1"));
+    }
+}
