@@ -179,6 +179,9 @@ retry_on = [429, "500-599"]
 
 # Which pool serves which model ("*" = everything else).
 [models]
+"gpt-4o-mini" = "default"         # named models are what GET /v1/models lists
+"gpt-4o" = "default"
+"text-embedding-3-small" = "default"
 "*" = "default"
 
 # Consumers: with none (as here) the gateway is open. With any, every request needs one of their

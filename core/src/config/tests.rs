@@ -331,6 +331,8 @@ fn demo_parses() {
         (1, "default", 2)
     );
     assert_eq!(c.models.resolve("gpt-4o"), Some(0));
+    assert_eq!(c.models.resolve("anything-else"), Some(0));
+    assert!(c.models.exact.contains_key("gpt-4o-mini"));
     // An open gateway with default metrics and logging.
     assert!(c.consumers.is_empty() && c.token_limit.is_none());
     assert_eq!(
