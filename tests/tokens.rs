@@ -192,6 +192,14 @@ fn budget_spent_then_429_then_recovers(d: Driver) {
         format!("Token limit is exceeded. Try again in {secs} seconds.")
     );
     assert_eq!(refused.resp.json()["error"]["code"], "rate_limit_exceeded");
+    // The refusal still reports the caller's bucket, with the budget spent.
+    assert_eq!(refused.resp.header("x-ratelimit-limit-tokens"), Some("100"));
+    assert!(
+        refused.num_header("x-ratelimit-remaining-tokens") < 100,
+        "{:?}",
+        refused.resp.headers
+    );
+    assert!(refused.resp.header("x-ratelimit-reset-tokens").is_some());
     assert_eq!(
         mock_total(&gw, "oa"),
         ok.len() as u64,

@@ -205,7 +205,7 @@ pub fn reserve(
     caller: &Caller<'_>,
     now_ns: u64,
     now_unix: u64,
-) -> Result<Admission, GatewayError> {
+) -> Result<Admission, Refusal> {
     let limits = consumer.and_then(|i| policy.consumers.get(i)).cloned();
     let bucket = match (&limits, &cfg.token_limit) {
         (Some(l), _) if l.bucket.is_some() => Some(Bucket::Consumer(l.clone())),
@@ -262,8 +262,11 @@ pub fn reserve(
                     } else {
                         d.retry_after_ns.div_ceil(1_000_000)
                     };
-                    return Err(GatewayError::RateLimited {
-                        retry_after_ms: ms.max(1),
+                    return Err(Refusal {
+                        error: GatewayError::RateLimited {
+                            retry_after_ms: ms.max(1),
+                        },
+                        rate: Some(Box::new(bucket_headers(tb, now_ns))),
                     });
                 }
             }
@@ -274,7 +277,14 @@ pub fn reserve(
             match q.try_reserve(adm.estimate, now_unix) {
                 Ok(r) => adm.quota = Some((l.clone(), r)),
                 Err(d) => {
-                    adm.settle(0, now_ns);
+                    // Hand the bucket reservation back, then report the bucket as it now stands.
+                    let mut rate = None;
+                    if let Some((b, r)) = adm.bucket.take() {
+                        if let Some(tb) = b.get() {
+                            tb.settle(r, 0, now_ns);
+                            rate = Some(Box::new(bucket_headers(tb, now_ns)));
+                        }
+                    }
                     let message = if d.too_large {
                         "Token quota is exceeded: this request is larger than the whole quota."
                             .to_string()
@@ -284,9 +294,12 @@ pub fn reserve(
                             d.resets_at_unix_secs
                         )
                     };
-                    return Err(GatewayError::Forbidden {
-                        message,
-                        code: "quota_exceeded",
+                    return Err(Refusal {
+                        error: GatewayError::Forbidden {
+                            message,
+                            code: "quota_exceeded",
+                        },
+                        rate,
                     });
                 }
             }
@@ -311,21 +324,36 @@ impl Admission {
     }
 
     /// `x-ratelimit-{limit,remaining,reset}-tokens` for the caller's bucket, if it has one.
-    pub fn rate_headers(&self, now_ns: u64) -> Option<[(&'static str, String); 3]> {
+    pub fn rate_headers(&self, now_ns: u64) -> Option<RateHeaders> {
         let (b, _) = self.bucket.as_ref()?;
-        let tb = b.get()?;
-        Some([
-            ("x-ratelimit-limit-tokens", tb.limit().to_string()),
-            (
-                "x-ratelimit-remaining-tokens",
-                tb.remaining(now_ns).to_string(),
-            ),
-            (
-                "x-ratelimit-reset-tokens",
-                openai_duration(tb.reset_after_ns(now_ns)),
-            ),
-        ])
+        Some(bucket_headers(b.get()?, now_ns))
     }
+}
+
+/// `x-ratelimit-{limit,remaining,reset}-tokens` of one bucket.
+pub type RateHeaders = [(&'static str, String); 3];
+
+/// A request refused by a limit, with the caller's bucket state for the response headers.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The answer.
+    pub error: GatewayError,
+    /// The caller's bucket as it stands, when it has one (boxed: refusals are the rare path).
+    pub rate: Option<Box<RateHeaders>>,
+}
+
+fn bucket_headers(tb: &TokenBucket, now_ns: u64) -> RateHeaders {
+    [
+        ("x-ratelimit-limit-tokens", tb.limit().to_string()),
+        (
+            "x-ratelimit-remaining-tokens",
+            tb.remaining(now_ns).to_string(),
+        ),
+        (
+            "x-ratelimit-reset-tokens",
+            openai_duration(tb.reset_after_ns(now_ns)),
+        ),
+    ]
 }
 
 /// OpenAI's duration style: `20ms`, `1s`, `6m0s`.

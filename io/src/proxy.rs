@@ -91,8 +91,10 @@ impl Service for Gateway {
             Ok(keep) => keep,
             Err(e) => {
                 rec.status = e.status();
-                let id = [("x-request-id", rec.request_id.as_str())];
-                send_error_with(conn, &e, false, &id).await;
+                // A refusal by a limit still tells the caller where its bucket stands.
+                let mut headers = vec![("x-request-id", rec.request_id.as_str())];
+                headers.extend(rec.rate.iter().flatten().map(|(k, v)| (*k, v.as_str())));
+                send_error_with(conn, &e, false, &headers).await;
                 true
             }
         };
@@ -174,12 +176,14 @@ impl Gateway {
             now_ns(),
             unix_secs(),
         )
-        .inspect_err(|e| {
-            rec.rejected = Some(if e.status() == 429 {
+        .map_err(|refusal| {
+            rec.rejected = Some(if refusal.error.status() == 429 {
                 "tokens_per_minute"
             } else {
                 "quota"
             });
+            rec.rate = refusal.rate.map(|r| *r);
+            refusal.error
         })?;
         let rate = adm.rate_headers(now_ns());
 

@@ -63,6 +63,8 @@ pub struct Record {
     pub region: Option<String>,
     /// The reply text and whether it was cut.
     pub reply: Option<(String, bool)>,
+    /// The caller's rate-limit headers when a limit refused the request.
+    pub rate: Option<crate::admission::RateHeaders>,
 }
 
 /// Count and log a finished request.
