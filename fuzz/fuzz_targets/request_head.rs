@@ -7,33 +7,9 @@
 //!    bytes in the buffer.
 #![no_main]
 
-use aigw_core::http1::{decode_request_head, DecodeError, HeadLimits, RequestHead};
-use aigw_fuzz::{mix, split_point};
-use bytes::BytesMut;
+use aigw_core::http1::{decode_request_head, HeadLimits, RequestHead};
+use aigw_fuzz::{decode_in_two, mix, split_point};
 use libfuzzer_sys::fuzz_target;
-
-type Outcome = Result<Option<RequestHead>, DecodeError>;
-
-fn whole(data: &[u8], limits: &HeadLimits) -> (Outcome, BytesMut) {
-    let mut buf = BytesMut::from(data);
-    let r = decode_request_head(&mut buf, limits);
-    (r, buf)
-}
-
-fn split(data: &[u8], cut: usize, limits: &HeadLimits) -> (Outcome, BytesMut) {
-    let mut buf = BytesMut::from(&data[..cut]);
-    match decode_request_head(&mut buf, limits) {
-        Ok(None) => {
-            buf.extend_from_slice(&data[cut..]);
-            let r = decode_request_head(&mut buf, limits);
-            (r, buf)
-        }
-        other => {
-            buf.extend_from_slice(&data[cut..]);
-            (other, buf)
-        }
-    }
-}
 
 fn same_head(a: &RequestHead, b: &RequestHead) -> bool {
     a.method == b.method
@@ -100,9 +76,9 @@ fuzz_target!(|data: &[u8]| {
 
     // Default limits: the whole-vs-split differential.
     let limits = HeadLimits::default();
-    let (r1, rest1) = whole(data, &limits);
+    let (r1, rest1) = decode_in_two(data, data.len(), |b| decode_request_head(b, &limits));
     let cut = split_point(seed, data.len());
-    let (r2, rest2) = split(data, cut, &limits);
+    let (r2, rest2) = decode_in_two(data, cut, |b| decode_request_head(b, &limits));
     match (&r1, &r2) {
         (Ok(Some(a)), Ok(Some(b))) => {
             assert!(
@@ -126,7 +102,7 @@ fuzz_target!(|data: &[u8]| {
         max_head_bytes: split_point(seed >> 16, data.len() + 64),
         max_headers: ((seed >> 40) % 131) as usize,
     };
-    let (r3, rest3) = whole(data, &limits);
+    let (r3, rest3) = decode_in_two(data, data.len(), |b| decode_request_head(b, &limits));
     if let Ok(Some(h)) = &r3 {
         check_ok(data, h, &rest3, &limits);
     }

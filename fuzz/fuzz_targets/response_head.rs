@@ -2,33 +2,9 @@
 //! (split at a data-derived point) gives the same head and leaves the same bytes behind.
 #![no_main]
 
-use aigw_core::http1::{decode_response_head, BodyFraming, DecodeError, ResponseHead};
-use aigw_fuzz::{mix, split_point};
-use bytes::BytesMut;
+use aigw_core::http1::{decode_response_head, BodyFraming, ResponseHead};
+use aigw_fuzz::{decode_in_two, mix, split_point};
 use libfuzzer_sys::fuzz_target;
-
-type Outcome = Result<Option<ResponseHead>, DecodeError>;
-
-fn whole(data: &[u8], head_request: bool, max: usize) -> (Outcome, BytesMut) {
-    let mut buf = BytesMut::from(data);
-    let r = decode_response_head(&mut buf, head_request, max);
-    (r, buf)
-}
-
-fn split(data: &[u8], cut: usize, head_request: bool, max: usize) -> (Outcome, BytesMut) {
-    let mut buf = BytesMut::from(&data[..cut]);
-    match decode_response_head(&mut buf, head_request, max) {
-        Ok(None) => {
-            buf.extend_from_slice(&data[cut..]);
-            let r = decode_response_head(&mut buf, head_request, max);
-            (r, buf)
-        }
-        other => {
-            buf.extend_from_slice(&data[cut..]);
-            (other, buf)
-        }
-    }
-}
 
 fn same_head(a: &ResponseHead, b: &ResponseHead) -> bool {
     a.status == b.status
@@ -68,9 +44,11 @@ fuzz_target!(|data: &[u8]| {
         split_point(seed >> 24, data.len() + 64)
     };
 
-    let (r1, rest1) = whole(data, head_request, max);
+    let (r1, rest1) = decode_in_two(data, data.len(), |b| {
+        decode_response_head(b, head_request, max)
+    });
     let cut = split_point(seed >> 8, data.len());
-    let (r2, rest2) = split(data, cut, head_request, max);
+    let (r2, rest2) = decode_in_two(data, cut, |b| decode_response_head(b, head_request, max));
     match (&r1, &r2) {
         (Ok(Some(a)), Ok(Some(b))) => {
             assert!(

@@ -40,3 +40,23 @@ pub fn pieces<'a>(data: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
     out.push(&data[start..]);
     out
 }
+
+/// Decode `data` as the IO layer would if it arrived in two reads split at `cut`: decode the
+/// first piece; after `Ok(None)` append the rest and decode again, otherwise just append the rest.
+/// Returns the outcome and the bytes left in the buffer. `cut == data.len()` is one read.
+pub fn decode_in_two<T, E>(
+    data: &[u8],
+    cut: usize,
+    mut decode: impl FnMut(&mut bytes::BytesMut) -> Result<Option<T>, E>,
+) -> (Result<Option<T>, E>, bytes::BytesMut) {
+    let mut buf = bytes::BytesMut::from(&data[..cut]);
+    let first = decode(&mut buf);
+    buf.extend_from_slice(&data[cut..]);
+    match first {
+        Ok(None) => {
+            let r = decode(&mut buf);
+            (r, buf)
+        }
+        other => (other, buf),
+    }
+}
