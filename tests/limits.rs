@@ -224,7 +224,7 @@ fn wait_for_timeout(c: &mut Client, started: Instant) -> (Option<u16>, Duration)
 
 fn slow_head_times_out_without_blocking_others(d: Driver) {
     let gw = Gateway::start(d, &config("header_timeout = \"1s\"\n"));
-    // Warm up: the mock's first chat answer loads its tokenizer (seconds in a debug build).
+    // Warm up: one answered request first, so the timing below measures only the slow client.
     let r = gw.call(
         "POST",
         "/v1/chat/completions",

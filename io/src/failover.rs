@@ -187,19 +187,12 @@ async fn try_backend(
         ));
     }
     let target = backend_target(backend, ask.path, ask.model);
-    let auth_value = backend.api_key.as_ref().map(|k| match backend.dialect {
-        Dialect::Azure => k.clone(),
-        Dialect::OpenAi => format!("Bearer {k}"),
-    });
     let req = ask.req;
     let head = UpstreamHead {
         method: &req.head.method,
         target: &target,
         host: &backend.authority,
-        auth: auth_value.as_deref().map(|v| match backend.dialect {
-            Dialect::Azure => ("api-key", v),
-            Dialect::OpenAi => ("authorization", v),
-        }),
+        auth: snap.auth[bid].as_ref().map(|(n, v)| (*n, v.as_str())),
         request_id: ask.request_id,
         content_length: (!req.body.is_empty() || !req.head.is_method("GET"))
             .then_some(req.body.len() as u64),

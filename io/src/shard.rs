@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use aigw_core::balance::{BackendState, WrrState};
-use aigw_core::config::Config;
+use aigw_core::config::{Config, Dialect};
 use arc_swap::ArcSwap;
 
 use crate::admission::{Limiters, Policy};
@@ -27,8 +27,9 @@ pub struct Snapshot {
     pub backend_keys: Vec<String>,
     /// How to connect to each backend (plain or TLS with its shared client config).
     pub transports: Vec<Transport>,
-    /// Round-robin cursor per pool (per worker; cursors need not agree across cores).
-    pub cursors: Vec<Cell<usize>>,
+    /// The credential header each backend is sent (`api-key` or `authorization: Bearer …`),
+    /// formatted once per config instead of once per attempt.
+    pub auth: Vec<Option<(&'static str, String)>>,
     /// `GET /v1/models` answer, built once per config.
     pub models_json: bytes::Bytes,
     /// Shared health per backend id.
@@ -48,7 +49,16 @@ impl Snapshot {
     ) -> Self {
         let backend_keys = cfg.backends.iter().map(backend_key).collect();
         let transports = tls.transports(&cfg);
-        let cursors = cfg.pools.iter().map(|_| Cell::new(0)).collect();
+        let auth = cfg
+            .backends
+            .iter()
+            .map(|b| {
+                b.api_key.as_ref().map(|k| match b.dialect {
+                    Dialect::Azure => ("api-key", k.clone()),
+                    Dialect::OpenAi => ("authorization", format!("Bearer {k}")),
+                })
+            })
+            .collect();
         let mut names: Vec<&String> = cfg.models.exact.keys().collect();
         names.sort();
         let data: Vec<_> = names
@@ -69,7 +79,7 @@ impl Snapshot {
             cfg,
             backend_keys,
             transports,
-            cursors,
+            auth,
             models_json,
             health,
             wrr,
