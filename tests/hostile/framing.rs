@@ -1,0 +1,4 @@
+//! See `tests/hostile.rs`.
+
+#[allow(unused_imports)]
+use crate::common::*;
