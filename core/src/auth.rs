@@ -151,6 +151,68 @@ impl AuthError {
     }
 }
 
+/// Who is calling, once the key was checked: every policy (limits, metrics, logs) keys on this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// No consumers are configured: an open gateway, every caller is anonymous.
+    Open,
+    /// A known consumer, by index into the config's consumers.
+    Consumer(usize),
+}
+
+impl Identity {
+    /// The consumer's index, if the caller is one.
+    pub fn consumer(self) -> Option<usize> {
+        match self {
+            Identity::Open => None,
+            Identity::Consumer(i) => Some(i),
+        }
+    }
+}
+
+/// Who is calling, from the key alone (before any body is read).
+///
+/// # Errors
+/// [`AuthError::Missing`] without a key, [`AuthError::Invalid`] for an unknown one.
+pub fn identify(
+    table: &KeyTable,
+    consumers: &[Consumer],
+    headers: &[Header],
+    query: &str,
+) -> Result<Identity, AuthError> {
+    if consumers.is_empty() {
+        return Ok(Identity::Open);
+    }
+    let key = extract_key(headers, query).ok_or(AuthError::Missing)?;
+    let index = table.find(key).ok_or(AuthError::Invalid)?;
+    consumers.get(index).ok_or(AuthError::Invalid)?;
+    Ok(Identity::Consumer(index))
+}
+
+/// May `identity` use `model`?
+///
+/// # Errors
+/// [`AuthError::ModelNotAllowed`] when the consumer's `models` list lacks `model`.
+pub fn allow_model(
+    consumers: &[Consumer],
+    identity: Identity,
+    model: &str,
+) -> Result<(), AuthError> {
+    let Some(consumer) = identity.consumer().and_then(|i| consumers.get(i)) else {
+        return Ok(());
+    };
+    match &consumer.models {
+        Some(models) if !models.iter().any(|m| m == model) => {
+            Err(AuthError::ModelNotAllowed(format!(
+                "The consumer '{}' may not use model '{}'",
+                consumer.name,
+                model.escape_debug()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Which consumer is calling, and may it use `model`?
 ///
 /// `Ok(None)` when no consumers are configured (an open gateway: any key or none is accepted),

@@ -7,6 +7,7 @@
 //! - [`http1`]: request/response head decoding, the chunked decoder, upstream head encoding.
 //! - [`openai`]: path classification (OpenAI and Azure styles), the body peek, error bodies.
 //! - [`config`]: the TOML file, checked once into an immutable [`config::Config`].
+//! - [`request`]: the request path's synchronous decisions (names, routing, the upstream request).
 //! - [`mock`]: the sans-IO brain of the built-in mock upstream.
 #![forbid(unsafe_code)]
 
@@ -18,4 +19,5 @@ pub mod http1;
 pub mod limit;
 pub mod mock;
 pub mod openai;
+pub mod request;
 pub mod tokens;

@@ -12,7 +12,7 @@ use crate::control::{Control, Shutdown};
 use crate::health::HealthRegistry;
 use crate::metrics::Registry;
 use crate::record::Sinks;
-use crate::server::{send_error, send_response, Request, ServerLimits, Service};
+use crate::server::{send_error, send_response, HeadVerdict, Request, ServerLimits, Service};
 
 /// The admin service (runs on its own thread, off the data plane).
 pub struct Admin {
@@ -29,6 +29,16 @@ pub struct Admin {
 }
 
 impl Service for Admin {
+    type Pre = ();
+
+    fn on_head(
+        &self,
+        _: &aigw_core::http1::RequestHead,
+        _: std::net::SocketAddr,
+    ) -> HeadVerdict<()> {
+        HeadVerdict::Read(())
+    }
+
     fn limits(&self) -> ServerLimits {
         ServerLimits {
             head: HeadLimits::default(),
@@ -40,6 +50,7 @@ impl Service for Admin {
 
     async fn call<S: AsyncReadRent + AsyncWriteRent>(
         &self,
+        _: (),
         req: Request,
         conn: &mut Conn<S>,
     ) -> bool {

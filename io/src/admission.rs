@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use aigw_core::auth::{authorize, AuthError, KeyTable};
+use aigw_core::auth::KeyTable;
 use aigw_core::config::{Config, Counter, QuotaConfig, QuotaPeriod};
 use aigw_core::error::GatewayError;
 use aigw_core::limit::{Period, Quota, QuotaReservation, Reservation, TokenBucket};
@@ -104,7 +104,8 @@ fn period(p: QuotaPeriod) -> Period {
 
 /// The per-snapshot part: the key table and consumer limits of one config.
 pub struct Policy {
-    keys: KeyTable,
+    /// Consumers' keys, hashed.
+    pub(crate) keys: KeyTable,
     consumers: Vec<Arc<ConsumerLimits>>,
 }
 
@@ -157,39 +158,6 @@ pub struct Caller<'a> {
     pub choices: u64,
     /// The client's address.
     pub ip: IpAddr,
-}
-
-/// Check the caller's key (and, when `model` is given, that the consumer may use it).
-/// `Ok(None)` means an open gateway (no consumers configured).
-///
-/// # Errors
-/// 401 for a missing or unknown key, 403 for a model the consumer may not use.
-pub fn authenticate(
-    cfg: &Config,
-    policy: &Policy,
-    headers: &[aigw_core::http1::Header],
-    query: &str,
-    model: Option<&str>,
-) -> Result<Option<usize>, GatewayError> {
-    let found = authorize(
-        &policy.keys,
-        &cfg.consumers,
-        headers,
-        query,
-        model.unwrap_or(""),
-    );
-    match found {
-        Ok(c) => Ok(c),
-        // Without a model (e.g. listing models) only the key matters.
-        Err(AuthError::ModelNotAllowed(_)) if model.is_none() => {
-            Ok(aigw_core::auth::extract_key(headers, query).and_then(|k| policy.keys.find(k)))
-        }
-        Err(e @ AuthError::ModelNotAllowed(_)) => Err(GatewayError::Forbidden {
-            message: e.to_string(),
-            code: "model_not_allowed",
-        }),
-        Err(e) => Err(GatewayError::Unauthorized(e.to_string())),
-    }
 }
 
 /// Reserve the request's estimate from its consumer's (or counter key's) bucket and quota.

@@ -11,6 +11,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 /// Initial and minimum free space for a read: enough for a typical head or SSE burst.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
+/// A buffer larger than this is replaced by a fresh one between requests.
+const SHRINK_ABOVE: usize = 4 * READ_CHUNK;
+
 /// A stream and the buffer its reads fill.
 pub struct Conn<S> {
     /// The socket.
@@ -39,6 +42,16 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         Conn {
             io,
             buf: BytesMut::with_capacity(READ_CHUNK),
+        }
+    }
+
+    /// Give back a buffer that grew for a large body once the request is done, so an idle
+    /// keep-alive connection holds [`READ_CHUNK`] at most (bytes already read are kept).
+    pub fn shrink(&mut self) {
+        if self.buf.capacity() > SHRINK_ABOVE && self.buf.len() <= READ_CHUNK {
+            let mut fresh = BytesMut::with_capacity(READ_CHUNK);
+            fresh.extend_from_slice(&self.buf);
+            self.buf = fresh;
         }
     }
 

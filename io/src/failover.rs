@@ -6,15 +6,16 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use aigw_core::balance::{bench_hint_ms, pick, Candidate, Picked};
-use aigw_core::config::{Dialect, Pool};
+use aigw_core::config::Pool;
 use aigw_core::error::GatewayError;
-use aigw_core::http1::{BodyFraming, ResponseHead, UpstreamHead};
-use aigw_core::openai::{backend_target, ApiPath};
+use aigw_core::http1::{BodyFraming, ResponseHead};
+use aigw_core::openai::ApiPath;
+use aigw_core::request::upstream_request;
 use bytes::BytesMut;
 
 use crate::health::{now_ms, unix_secs};
 use crate::metrics::F_RETRIES;
-use crate::relay::{exchange_head, UpstreamError};
+use crate::relay::{exchange_head, Sent, UpstreamError};
 use crate::server::Request;
 use crate::shard::{Shard, Snapshot};
 use crate::upstream::UpConn;
@@ -39,6 +40,8 @@ pub struct Ask<'a> {
     pub path: &'a ApiPath<'a>,
     /// The model (or deployment).
     pub model: &'a str,
+    /// The client's body names the model itself.
+    pub model_in_body: bool,
     /// The request id sent upstream.
     pub request_id: &'a str,
 }
@@ -146,6 +149,9 @@ pub async fn attempt(
                     attempts,
                 });
             }
+            // The request itself cannot go to this backend (a name it cannot take): the
+            // client's error, never the backend's.
+            Err(e) if e.status() < 500 => return Err(e),
             Err(e) => {
                 state.failures.fetch_add(1, Relaxed);
                 state.record(backend.circuit_breaker.as_ref(), now, true, None);
@@ -181,22 +187,21 @@ async fn try_backend(
 ) -> Result<(UpConn, ResponseHead), GatewayError> {
     let g = &snap.cfg.gateway;
     let backend = &snap.cfg.backends[bid];
-    if ask.model.is_empty() && backend.dialect == Dialect::Azure {
-        return Err(GatewayError::BadRequest(
-            "a model is required (in the body or as the deployment)".into(),
-        ));
-    }
-    let target = backend_target(backend, ask.path, ask.model);
-    let req = ask.req;
-    let head = UpstreamHead {
-        method: &req.head.method,
-        target: &target,
-        host: &backend.authority,
-        auth: snap.auth[bid].as_ref().map(|(n, v)| (*n, v.as_str())),
-        request_id: ask.request_id,
-        content_length: (!req.body.is_empty() || !req.head.is_method("GET"))
-            .then_some(req.body.len() as u64),
-        client_headers: &req.head.headers,
+    // upstream_request: this backend's bytes, checked by the encoder.
+    let out = upstream_request(
+        backend,
+        snap.auth[bid].as_ref().map(|(n, v)| (*n, v.as_str())),
+        ask.path,
+        ask.model,
+        ask.model_in_body,
+        &ask.req.head,
+        &ask.req.body,
+        ask.request_id,
+    )?;
+    let sent = Sent {
+        head: out.head.freeze(),
+        body: out.body,
+        head_only: ask.req.head.is_method("HEAD"),
     };
     let key = &snap.backend_keys[bid];
     let mut pooled = shard.pools.take(key);
@@ -219,7 +224,7 @@ async fn try_backend(
                 })?
             }
         };
-        match exchange_head(&mut up, &head, &req.body, g.upstream_timeout, wait).await {
+        match exchange_head(&mut up, &sent, g.upstream_timeout, wait).await {
             Ok(resp) => return Ok((up, resp)),
             Err(UpstreamError::Io(_)) if reused => continue, // the upstream closed an idle connection
             Err(UpstreamError::Timeout) => {

@@ -16,7 +16,7 @@ pub mod health;
 pub mod logsink;
 pub mod metrics;
 pub mod mock_server;
-pub mod proxy;
+pub mod pipeline;
 pub mod record;
 pub mod relay;
 pub mod runtime;

@@ -13,7 +13,7 @@ use bytes::{BufMut, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::conn::Conn;
-use crate::server::{send_response, Request, ServerLimits, Service};
+use crate::server::{send_response, HeadVerdict, Request, ServerLimits, Service};
 use crate::shard::Shard;
 
 /// One mock listener's service on one worker.
@@ -27,6 +27,16 @@ pub struct MockService {
 }
 
 impl Service for MockService {
+    type Pre = ();
+
+    fn on_head(
+        &self,
+        _: &aigw_core::http1::RequestHead,
+        _: std::net::SocketAddr,
+    ) -> HeadVerdict<()> {
+        HeadVerdict::Read(())
+    }
+
     fn limits(&self) -> ServerLimits {
         ServerLimits {
             head: HeadLimits::default(),
@@ -38,6 +48,7 @@ impl Service for MockService {
 
     async fn call<S: AsyncReadRent + AsyncWriteRent>(
         &self,
+        _: (),
         req: Request,
         conn: &mut Conn<S>,
     ) -> bool {

@@ -41,8 +41,8 @@ pub struct Record {
     pub operation: String,
     /// The model asked for.
     pub model: String,
-    /// The consumer, by index into the config.
-    pub consumer: Option<usize>,
+    /// Who called, once the key was checked (`None`: refused before, or never identified).
+    pub identity: Option<aigw_core::auth::Identity>,
     /// The backend that answered, by index into the config.
     pub backend: Option<usize>,
     /// The status sent to the client.
@@ -80,7 +80,8 @@ pub fn finish(
     let total = started.elapsed();
     let m = &shard.metrics;
     let consumer = rec
-        .consumer
+        .identity
+        .and_then(|i| i.consumer())
         .and_then(|i| cfg.consumers.get(i))
         .map_or("", |c| c.name.as_str());
     let backend = rec
@@ -89,7 +90,14 @@ pub fn finish(
         .map_or("", |b| b.name.as_str());
     let mut code = itoa::Buffer::new();
     let status = code.format(rec.status);
-    m.add(F_REQUESTS, &[&rec.model, backend, status], 1);
+    // Nothing a caller sent before it was identified becomes a label: an unidentified request
+    // is counted under an empty model whatever its body said.
+    let model_label = if rec.identity.is_some() {
+        rec.model.as_str()
+    } else {
+        ""
+    };
+    m.add(F_REQUESTS, &[model_label, backend, status], 1);
     if !consumer.is_empty() {
         m.add(F_CONSUMER_REQUESTS, &[consumer, status], 1);
     }

@@ -3,9 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use aigw_core::http1::{
-    decode_response_head, BodyFraming, ChunkedDecoder, ResponseHead, UpstreamHead,
-};
+use aigw_core::http1::{decode_response_head, BodyFraming, ChunkedDecoder, ResponseHead};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
@@ -32,19 +30,30 @@ pub enum UpstreamError {
     Malformed(String),
 }
 
+/// One request as it goes to a backend: its encoded head and its body.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The encoded head (see `aigw_core::request::upstream_request`).
+    pub head: Bytes,
+    /// The body.
+    pub body: Bytes,
+    /// A `HEAD` request: the response has no body whatever its headers say.
+    pub head_only: bool,
+}
+
 /// Send the request and wait for the response head. Time spent waiting is added to `wait`.
 ///
 /// # Errors
 /// [`UpstreamError`]; the connection must then be dropped.
 pub async fn exchange_head(
     up: &mut UpConn,
-    head: &UpstreamHead<'_>,
-    body: &Bytes,
+    sent: &Sent,
     timeout: Duration,
     wait: &mut Duration,
 ) -> Result<ResponseHead, UpstreamError> {
-    let mut out = BytesMut::with_capacity(512 + body.len().min(COALESCE_MAX));
-    head.encode(&mut out);
+    let body = &sent.body;
+    let mut out = BytesMut::with_capacity(sent.head.len() + body.len().min(COALESCE_MAX));
+    out.put_slice(&sent.head);
     let t0 = Instant::now();
     if body.len() <= COALESCE_MAX {
         out.put_slice(body);
@@ -57,7 +66,7 @@ pub async fn exchange_head(
         let (res, _) = up.conn.write(body.clone()).await;
         res.map_err(|e| UpstreamError::Io(e.to_string()))?;
     }
-    let head_req = head.method == b"HEAD";
+    let head_req = sent.head_only;
     let deadline = t0 + timeout;
     let result = loop {
         match decode_response_head(&mut up.conn.buf, head_req, MAX_RESPONSE_HEAD) {

@@ -2,6 +2,7 @@
 //! pipelining (answered in order), Content-Length and chunked bodies, `Expect: 100-continue`,
 //! limits and timeouts. What to answer is the [`Service`]'s business.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -19,12 +20,87 @@ use crate::conn::{Conn, ReadError};
 pub struct Request {
     /// The head, sliced from the connection buffer.
     pub head: RequestHead,
-    /// The body (de-chunked if it came chunked).
+    /// The body (de-chunked if it came chunked); empty when the service answered on the head.
     pub body: Bytes,
     /// The client's address.
     pub peer: SocketAddr,
     /// When the head was complete.
     pub started: Instant,
+    /// The body's share of the worker's buffering budget, given back when the request ends.
+    _permit: Option<BodyPermit>,
+}
+
+/// What a service decided on a head, before any of its body is read.
+#[derive(Debug)]
+pub enum HeadVerdict<P> {
+    /// Read the body (answering `100 Continue` if asked), then [`Service::call`].
+    Read(P),
+    /// Do not read the body: [`Service::call`] answers with what it knows (an empty body), and
+    /// the connection closes afterwards if a body was announced. Nothing a caller that failed
+    /// authentication sends is buffered or parsed.
+    Answer(P),
+}
+
+/// A worker's budget for buffered request bodies, so many large uploads at once cannot exhaust
+/// memory: a body that does not fit is answered 503 with `Retry-After`.
+#[derive(Debug)]
+pub struct BodyBudget {
+    max: Cell<u64>,
+    used: Cell<u64>,
+}
+
+impl BodyBudget {
+    /// A budget of `max` bytes.
+    pub fn new(max: u64) -> Rc<Self> {
+        Rc::new(BodyBudget {
+            max: Cell::new(max),
+            used: Cell::new(0),
+        })
+    }
+
+    /// Change the limit (a reload); bodies already admitted keep their share.
+    pub fn set_max(&self, max: u64) {
+        self.max.set(max);
+    }
+
+    /// Bytes held by bodies now.
+    pub fn used(&self) -> u64 {
+        self.used.get()
+    }
+
+    fn take(self: &Rc<Self>, permit: &mut Option<BodyPermit>, n: u64) -> bool {
+        let used = self.used.get();
+        match used.checked_add(n) {
+            Some(total) if total <= self.max.get() => {
+                self.used.set(total);
+                match permit {
+                    Some(p) => p.bytes += n,
+                    None => {
+                        *permit = Some(BodyPermit {
+                            budget: self.clone(),
+                            bytes: n,
+                        })
+                    }
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Bytes of a [`BodyBudget`] held by one request.
+#[derive(Debug)]
+struct BodyPermit {
+    budget: Rc<BodyBudget>,
+    bytes: u64,
+}
+
+impl Drop for BodyPermit {
+    fn drop(&mut self) {
+        let b = &self.budget;
+        b.used.set(b.used.get().saturating_sub(self.bytes));
+    }
 }
 
 /// Limits the front door enforces; read per request so a reload applies to the next one.
@@ -42,8 +118,19 @@ pub struct ServerLimits {
 
 /// What answers requests on a connection. Static dispatch: one concrete type per listener.
 pub trait Service {
+    /// What [`on_head`](Self::on_head) learnt, handed to [`call`](Self::call).
+    type Pre;
+
     /// The limits for the next request.
     fn limits(&self) -> ServerLimits;
+
+    /// Decide on a request head before its body is read (synchronously: identity, routes).
+    fn on_head(&self, head: &RequestHead, peer: SocketAddr) -> HeadVerdict<Self::Pre>;
+
+    /// The worker's budget for buffered bodies, if the service keeps one.
+    fn body_budget(&self) -> Option<&Rc<BodyBudget>> {
+        None
+    }
 
     /// True once the process is draining: connections close after their current request.
     fn draining(&self) -> bool {
@@ -53,6 +140,7 @@ pub trait Service {
     /// Answer `req` by writing to `conn`; return whether the connection may carry another request.
     fn call<S: AsyncReadRent + AsyncWriteRent>(
         &self,
+        pre: Self::Pre,
         req: Request,
         conn: &mut Conn<S>,
     ) -> impl Future<Output = bool>;
@@ -75,27 +163,43 @@ where
                 return;
             }
         };
-        let keep_alive = head.keep_alive;
-        let body = match read_body(&mut conn, &head, &limits).await {
-            Ok(b) => b,
-            Err(HeadError::Closed) => return,
-            Err(HeadError::Reply(e)) => {
-                send_error(&mut conn, &e, true).await;
-                return;
+        let started = Instant::now();
+        let mut keep_alive = head.keep_alive;
+        let mut permit = None;
+        let (pre, body) = match svc.on_head(&head, peer) {
+            HeadVerdict::Read(pre) => {
+                match read_body(&mut conn, &head, &limits, svc.body_budget(), &mut permit).await {
+                    Ok(b) => (pre, b),
+                    Err(HeadError::Closed) => return,
+                    Err(HeadError::Reply(e)) => {
+                        send_error(&mut conn, &e, true).await;
+                        return;
+                    }
+                }
+            }
+            HeadVerdict::Answer(pre) => {
+                // The body stays unread: the connection cannot carry another request after it.
+                keep_alive &= head.framing == BodyFraming::Empty;
+                (pre, Bytes::new())
             }
         };
         let req = Request {
             head,
             body,
             peer,
-            started: Instant::now(),
+            started,
+            _permit: permit,
         };
-        let reusable = svc.call(req, &mut conn).await;
+        let reusable = svc.call(pre, req, &mut conn).await;
         if !reusable || !keep_alive || svc.draining() {
             return;
         }
+        conn.shrink();
     }
 }
+
+/// How much of the body budget a chunked body takes at a time.
+const CHUNKED_STEP: u64 = 64 * 1024;
 
 /// Why no request came out of the connection.
 enum HeadError {
@@ -112,12 +216,18 @@ async fn read_head<S: AsyncReadRent + AsyncWriteRent>(
     // The idle timer runs until the first byte of a head; from then on the whole head must
     // arrive within `header`, so a client dribbling one byte at a time cannot hold the slot.
     let mut deadline = (!conn.buf.is_empty()).then(|| Instant::now() + limits.header);
+    // Bytes already searched for the end of the head: a head dribbled in small reads is parsed
+    // once, when it is complete (or too large), not once per read.
+    let mut scanned = 0;
     loop {
         if !conn.buf.is_empty() {
-            match decode_request_head(&mut conn.buf, &limits.head) {
-                Ok(Some(h)) => return Ok(h),
-                Ok(None) => {}
-                Err(e) => return Err(HeadError::Reply(e.into())),
+            let complete = head_end(&conn.buf, &mut scanned);
+            if complete || conn.buf.len() > limits.head.max_head_bytes {
+                match decode_request_head(&mut conn.buf, &limits.head) {
+                    Ok(Some(h)) => return Ok(h),
+                    Ok(None) => {}
+                    Err(e) => return Err(HeadError::Reply(e.into())),
+                }
             }
         }
         let wait = match deadline {
@@ -136,10 +246,31 @@ async fn read_head<S: AsyncReadRent + AsyncWriteRent>(
     }
 }
 
+/// Has `buf` a blank line (the end of a head: `\n\n` or `\n\r\n`) past `scanned - 2`? Moves
+/// `scanned` on, so each byte is looked at about once however the head arrives.
+fn head_end(buf: &[u8], scanned: &mut usize) -> bool {
+    let from = scanned.saturating_sub(2);
+    let found = memchr::memchr_iter(b'\n', &buf[from..]).any(|i| {
+        let rest = &buf[from + i + 1..];
+        rest.first() == Some(&b'\n') || rest.starts_with(b"\r\n")
+    });
+    *scanned = buf.len();
+    found
+}
+
+fn busy() -> HeadError {
+    HeadError::Reply(GatewayError::Unavailable {
+        message: "the gateway is buffering too many request bodies; try again shortly".into(),
+        retry_after_secs: Some(1),
+    })
+}
+
 async fn read_body<S: AsyncReadRent + AsyncWriteRent>(
     conn: &mut Conn<S>,
     head: &RequestHead,
     limits: &ServerLimits,
+    budget: Option<&Rc<BodyBudget>>,
+    permit: &mut Option<BodyPermit>,
 ) -> Result<Bytes, HeadError> {
     let deadline = Instant::now() + limits.header.max(Duration::from_secs(30));
     match head.framing {
@@ -149,6 +280,9 @@ async fn read_body<S: AsyncReadRent + AsyncWriteRent>(
                 return Err(HeadError::Reply(GatewayError::BodyTooLarge(
                     limits.max_body,
                 )));
+            }
+            if budget.is_some_and(|b| !b.take(permit, n)) {
+                return Err(busy());
             }
             let n = n as usize;
             if head.expect_continue && conn.buf.len() < n {
@@ -171,6 +305,7 @@ async fn read_body<S: AsyncReadRent + AsyncWriteRent>(
             }
             let mut dec = ChunkedDecoder::new();
             let mut body = BytesMut::new();
+            let mut held = 0u64;
             loop {
                 let p = dec
                     .feed(&conn.buf, |d| body.extend_from_slice(d))
@@ -180,6 +315,15 @@ async fn read_body<S: AsyncReadRent + AsyncWriteRent>(
                     return Err(HeadError::Reply(GatewayError::BodyTooLarge(
                         limits.max_body,
                     )));
+                }
+                // The budget grows with the body, 64 KiB at a time.
+                if let Some(b) = budget {
+                    while (body.len() as u64) > held {
+                        if !b.take(permit, CHUNKED_STEP) {
+                            return Err(busy());
+                        }
+                        held += CHUNKED_STEP;
+                    }
                 }
                 if p.done {
                     return Ok(body.freeze());

@@ -20,15 +20,13 @@ use crate::health::HealthRegistry;
 use crate::logsink::{Sink, Target};
 use crate::metrics::{LocalMetrics, Registry};
 use crate::mock_server::MockService;
-use crate::proxy::Gateway;
+use crate::pipeline::Gateway;
 use crate::record::Sinks;
 use crate::runtime::{block_on, DriverKind};
 use crate::server::{serve_conn, Service};
 use crate::shard::Shard;
 use crate::tls::{mock_acceptor, TlsClients};
 
-/// How long a shutdown waits for requests in flight before exiting anyway.
-const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 /// How long a client of a TLS mock gets to finish its handshake.
 const TLS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 
@@ -174,7 +172,8 @@ fn signal_loop(shared: &Shared, mut signals: Signals) -> Result<(), String> {
         tracing::info!("shutting down: draining requests in flight");
         shared.shutdown.begin();
         let start = Instant::now();
-        while shared.registry.in_flight() > 0 && start.elapsed() < DRAIN_LIMIT {
+        let limit = shared.control.config.load().gateway.drain_timeout;
+        while shared.registry.in_flight() > 0 && start.elapsed() < limit {
             std::thread::sleep(Duration::from_millis(20));
         }
         // Requests are done (or the drain gave up): write out every queued log line.
@@ -273,9 +272,7 @@ async fn worker_main(
     for (listener, mock) in bound {
         match mock {
             None => {
-                let svc = Rc::new(Gateway {
-                    shard: shard.clone(),
-                });
+                let svc = Rc::new(Gateway::new(shard.clone()));
                 monoio::spawn(accept_loop(listener, svc, shared.shutdown.clone(), None));
             }
             Some((options, ms, acceptor)) => {

@@ -67,6 +67,11 @@ pub struct GatewayConfig {
     pub header_timeout: Duration,
     /// Most idle upstream connections kept per backend per worker. Default 64.
     pub max_idle_per_backend: usize,
+    /// Request body bytes one worker buffers at once, all requests together; a body that does
+    /// not fit is answered 503 with `Retry-After`. Default 256 MiB, at least `max_body_bytes`.
+    pub max_buffered_body_bytes: u64,
+    /// On SIGTERM, how long requests in flight (streams included) may take to finish. Default 120 s.
+    pub drain_timeout: Duration,
 }
 
 /// How a backend wants its URL and credentials.

@@ -33,6 +33,8 @@ pub(super) fn invalid(path: KeyPath, msg: impl Into<String>) -> Invalid {
     }
 }
 
+/// Default `max_buffered_body_bytes` (per worker): 256 MiB.
+const DEFAULT_MAX_BUFFERED: u64 = 256 * 1024 * 1024;
 /// Default `max_body_bytes`: 32 MiB.
 const DEFAULT_MAX_BODY: u64 = 32 << 20;
 
@@ -130,11 +132,21 @@ fn gateway(g: RawGateway) -> Result<GatewayConfig> {
         }
         Ok(d)
     };
+    let max_body_bytes = at_least_one("max_body_bytes", g.max_body_bytes, DEFAULT_MAX_BODY)?;
+    let max_buffered_body_bytes = g
+        .max_buffered_body_bytes
+        .unwrap_or(DEFAULT_MAX_BUFFERED.max(max_body_bytes));
+    if max_buffered_body_bytes < max_body_bytes {
+        return Err(invalid(
+            at("max_buffered_body_bytes"),
+            format!("must be at least max_body_bytes ({max_body_bytes}), or no body of the largest size could ever be read"),
+        ));
+    }
     Ok(GatewayConfig {
         listen,
         admin_listen,
         workers,
-        max_body_bytes: at_least_one("max_body_bytes", g.max_body_bytes, DEFAULT_MAX_BODY)?,
+        max_body_bytes,
         max_head_bytes: to_usize(
             "max_head_bytes",
             at_least_one("max_head_bytes", g.max_head_bytes, 65536)?,
@@ -151,6 +163,8 @@ fn gateway(g: RawGateway) -> Result<GatewayConfig> {
             "max_idle_per_backend",
             g.max_idle_per_backend.unwrap_or(64),
         )?,
+        max_buffered_body_bytes,
+        drain_timeout: timeout("drain_timeout", &g.drain_timeout, 120)?,
     })
 }
 

@@ -56,9 +56,75 @@ pub struct UpstreamHead<'a> {
     pub client_headers: &'a [Header],
 }
 
+/// A head the encoder refuses to write because a value would break HTTP/1.1 framing. Callers
+/// validate names and paths at their own boundary first; this is the second depth, so that no
+/// caller (today's or a future one) can inject a request line or a header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The method is not an RFC 9110 token.
+    #[error("the method is not an HTTP token")]
+    Method,
+    /// The target holds a space, a control character or a non-ASCII byte.
+    #[error("the upstream request target holds a space or control character")]
+    Target,
+    /// A header name is not a token.
+    #[error("a header name is not an HTTP token")]
+    HeaderName,
+    /// A header value holds CR, LF, NUL or another control character.
+    #[error("the value of header '{0}' holds a control character")]
+    HeaderValue(String),
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A non-empty token.
+pub fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+/// A request target we write: visible ASCII only (no space, no control, no obs-text).
+pub fn is_safe_target(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| (0x21..=0x7e).contains(&b))
+}
+
+/// A field value we write: no CR, LF, NUL or other control character (HTAB is allowed).
+pub fn is_safe_value(s: &[u8]) -> bool {
+    s.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+fn check_header(name: &[u8], value: &[u8]) -> Result<(), EncodeError> {
+    if !is_token(name) {
+        return Err(EncodeError::HeaderName);
+    }
+    if !is_safe_value(value) {
+        return Err(EncodeError::HeaderValue(
+            String::from_utf8_lossy(name).into_owned(),
+        ));
+    }
+    Ok(())
+}
+
 impl UpstreamHead<'_> {
-    /// Append the encoded head to `out`.
-    pub fn encode(&self, out: &mut BytesMut) {
+    /// Append the encoded head to `out`; on error nothing usable was written (the caller drops
+    /// `out`).
+    ///
+    /// # Errors
+    /// [`EncodeError`] when a method, target, header name or value would break the framing.
+    pub fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
+        if !is_token(self.method) {
+            return Err(EncodeError::Method);
+        }
+        if !is_safe_target(self.target.as_bytes()) {
+            return Err(EncodeError::Target);
+        }
+        check_header(b"host", self.host.as_bytes())?;
+        if let Some((name, value)) = self.auth {
+            check_header(name.as_bytes(), value.as_bytes())?;
+        }
+        check_header(b"x-request-id", self.request_id.as_bytes())?;
         out.reserve(256 + self.client_headers.len() * 32);
         out.put_slice(self.method);
         out.put_u8(b' ');
@@ -80,6 +146,7 @@ impl UpstreamHead<'_> {
             {
                 continue;
             }
+            check_header(n, &h.value)?;
             put_header(out, n, &h.value);
         }
         if let Some((name, value)) = self.auth {
@@ -91,6 +158,7 @@ impl UpstreamHead<'_> {
             put_header(out, b"content-length", b.format(len).as_bytes());
         }
         out.put_slice(b"\r\n");
+        Ok(())
     }
 }
 
@@ -175,7 +243,8 @@ mod tests {
             content_length: Some(7),
             client_headers: &h.headers,
         }
-        .encode(&mut out);
+        .encode(&mut out)
+        .unwrap();
         let s = String::from_utf8(out.to_vec()).unwrap();
         assert!(s.starts_with("POST /v1/chat/completions HTTP/1.1\r\nhost: up:1\r\n"));
         for gone in [
@@ -193,6 +262,58 @@ mod tests {
         assert!(s.contains("content-length: 7\r\n"));
         assert_eq!(s.matches("x-request-id").count(), 1);
         assert!(s.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn refuses_what_would_break_the_framing() {
+        let good = UpstreamHead {
+            method: b"POST",
+            target: "/v1/chat/completions",
+            host: "up:1",
+            auth: Some(("api-key", "k")),
+            request_id: "abc",
+            content_length: Some(0),
+            client_headers: &[],
+        };
+        let enc = |h: &UpstreamHead<'_>| h.encode(&mut BytesMut::new());
+        assert_eq!(enc(&good), Ok(()));
+        let smuggled = "/openai/deployments/x/chat/completions?api-version=1 HTTP/1.1\r\nhost: h\r\n\r\nDELETE /x";
+        for target in [smuggled, "/a b", "/a\tb", "", "/caf\u{e9}"] {
+            let h = UpstreamHead { target, ..good };
+            assert_eq!(enc(&h), Err(EncodeError::Target), "{target:?}");
+        }
+        for method in [&b"PO ST"[..], b"", b"GET\r\n"] {
+            let h = UpstreamHead { method, ..good };
+            assert_eq!(enc(&h), Err(EncodeError::Method));
+        }
+        let h = UpstreamHead {
+            auth: Some(("api-key", "k\r\nx-evil: 1")),
+            ..good
+        };
+        assert!(matches!(enc(&h), Err(EncodeError::HeaderValue(_))));
+        let h = UpstreamHead {
+            request_id: "a\nb",
+            ..good
+        };
+        assert!(matches!(enc(&h), Err(EncodeError::HeaderValue(_))));
+        let bad = [super::super::Header {
+            name: bytes::Bytes::from_static(b"x-a"),
+            value: bytes::Bytes::from_static(b"1\r\n\r\nGET / HTTP/1.1"),
+        }];
+        let h = UpstreamHead {
+            client_headers: &bad,
+            ..good
+        };
+        assert!(matches!(enc(&h), Err(EncodeError::HeaderValue(_))));
+        let bad = [super::super::Header {
+            name: bytes::Bytes::from_static(b"x a"),
+            value: bytes::Bytes::from_static(b"1"),
+        }];
+        let h = UpstreamHead {
+            client_headers: &bad,
+            ..good
+        };
+        assert_eq!(enc(&h), Err(EncodeError::HeaderName));
     }
 
     #[test]

@@ -6,7 +6,10 @@ mod request;
 mod response;
 
 pub use chunked::{ChunkError, ChunkedDecoder, Progress};
-pub use encode::{encode_chunk_header, is_hop_by_hop, put_header, UpstreamHead};
+pub use encode::{
+    encode_chunk_header, is_hop_by_hop, is_safe_target, is_safe_value, is_token, put_header,
+    EncodeError, UpstreamHead,
+};
 pub use request::{decode_request_head, HeadLimits, RequestHead};
 pub use response::{decode_response_head, ResponseHead};
 

@@ -1,0 +1,108 @@
+//! `upstream_request`: the head and body one backend is sent, in its dialect.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{check_name, check_segment};
+use crate::config::{Backend, Dialect};
+use crate::error::GatewayError;
+use crate::http1::{RequestHead, UpstreamHead};
+use crate::openai::{backend_target, ApiPath};
+
+/// What to write to a backend.
+#[derive(Debug)]
+pub struct UpstreamRequest {
+    /// The encoded head, ready to write (small bodies are appended by the caller).
+    pub head: BytesMut,
+    /// The body: the client's bytes (shared, not copied) unless the model had to be added.
+    pub body: Bytes,
+}
+
+/// Build the request for `backend`.
+///
+/// `model_in_body` tells whether the client's body names the model; an Azure-style call (model
+/// in the path) sent to an OpenAI-dialect backend gets `"model"` added to its JSON body, so the
+/// backend runs what the gateway checked.
+///
+/// # Errors
+/// 400 when the model cannot travel to this backend (not a path segment for the Azure dialect,
+/// control characters for any), and 502 when the encoder refuses the head: a value that would
+/// break HTTP/1.1 framing never leaves the gateway.
+#[allow(clippy::too_many_arguments)]
+pub fn upstream_request(
+    backend: &Backend,
+    auth: Option<(&str, &str)>,
+    path: &ApiPath<'_>,
+    model: &str,
+    model_in_body: bool,
+    head: &RequestHead,
+    body: &Bytes,
+    request_id: &str,
+) -> Result<UpstreamRequest, GatewayError> {
+    let bad = |e: super::NameError| GatewayError::BadRequest(e.to_string());
+    check_name(model).map_err(bad)?;
+    if backend.dialect == Dialect::Azure {
+        check_segment(model).map_err(bad)?;
+    }
+    let body = if backend.dialect == Dialect::OpenAi && !model_in_body && !model.is_empty() {
+        with_model(body, model).unwrap_or_else(|| body.clone())
+    } else {
+        body.clone()
+    };
+    let target = backend_target(backend, path, model);
+    let up = UpstreamHead {
+        method: &head.method,
+        target: &target,
+        host: &backend.authority,
+        auth,
+        request_id,
+        content_length: (!body.is_empty() || !head.is_method("GET")).then_some(body.len() as u64),
+        client_headers: &head.headers,
+    };
+    let mut out = BytesMut::with_capacity(512);
+    up.encode(&mut out).map_err(|e| {
+        GatewayError::BadGateway(format!("refused to send backend {}: {e}", backend.name))
+    })?;
+    Ok(UpstreamRequest { head: out, body })
+}
+
+/// `body` (a JSON object) with `"model": model` as its first member; `None` when the body is not
+/// a JSON object (multipart bodies carry their model as a field and are sent as they are).
+fn with_model(body: &[u8], model: &str) -> Option<Bytes> {
+    let at = body.iter().position(|b| !b.is_ascii_whitespace())?;
+    if body[at] != b'{' {
+        return None;
+    }
+    let rest = &body[at + 1..];
+    let empty = rest.iter().all(|b| b.is_ascii_whitespace() || *b == b'}');
+    let name = serde_json::to_string(model).ok()?;
+    let mut out = BytesMut::with_capacity(body.len() + name.len() + 12);
+    out.put_slice(b"{\"model\":");
+    out.put_slice(name.as_bytes());
+    if !empty {
+        out.put_u8(b',');
+    }
+    out.put_slice(rest);
+    Some(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_model;
+
+    #[test]
+    fn model_is_added_as_first_member() {
+        assert_eq!(
+            &with_model(br#"{"messages":[]}"#, "gpt-4o").unwrap()[..],
+            br#"{"model":"gpt-4o","messages":[]}"#
+        );
+        assert_eq!(
+            &with_model(b" { } ", "m").unwrap()[..],
+            br#"{"model":"m" } "#
+        );
+        assert_eq!(with_model(b"--b\r\n", "m"), None);
+        assert_eq!(with_model(b"", "m"), None);
+        let v: serde_json::Value =
+            serde_json::from_slice(&with_model(br#"{"a":1}"#, "q\"x").unwrap()).unwrap();
+        assert_eq!(v["model"], "q\"x");
+    }
+}

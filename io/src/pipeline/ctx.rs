@@ -1,0 +1,95 @@
+//! The state one request carries through the phases.
+
+use std::time::Duration;
+
+use aigw_core::config::PoolId;
+use aigw_core::error::GatewayError;
+use aigw_core::openai::{classify, ApiPath};
+use aigw_core::request::Inspected;
+
+use crate::admission::{Admission, RateHeaders};
+use crate::record::Record;
+use crate::server::Request;
+use crate::shard::{Shard, Snapshot};
+
+/// One request on its way through the phases: the config snapshot it started with, what each
+/// phase learnt, and the record that `complete` counts and logs.
+pub struct RequestCtx<'r> {
+    /// The config the request started with (a reload never changes a request in flight).
+    pub snap: &'r Snapshot,
+    /// The worker.
+    pub shard: &'r Shard,
+    /// The request.
+    pub req: &'r Request,
+    /// The classified path (`on_head` refused the request if it had none).
+    pub path: Option<ApiPath<'r>>,
+    /// What the body asks for (`on_body`).
+    pub body: Option<Inspected<'r>>,
+    /// The pool serving it (`route`).
+    pub pool: Option<PoolId>,
+    /// Its token reservations (`admit`), settled by `complete`.
+    pub admission: Option<Admission>,
+    /// The caller's rate-limit headers, as admission left them.
+    pub rate: Option<RateHeaders>,
+    /// What is known so far, for metrics and logs.
+    pub rec: Record,
+}
+
+impl<'r> RequestCtx<'r> {
+    /// A context for `req` under `snap`.
+    pub fn new(snap: &'r Snapshot, req: &'r Request, shard: &'r Shard) -> Self {
+        let target = std::str::from_utf8(&req.head.target).unwrap_or("");
+        let path = classify(target).ok();
+        let rec = Record {
+            request_id: request_id(req, shard),
+            operation: path.map(|p| p.operation.to_string()).unwrap_or_default(),
+            ..Record::default()
+        };
+        RequestCtx {
+            snap,
+            shard,
+            req,
+            path,
+            body: None,
+            pool: None,
+            admission: None,
+            rate: None,
+            rec,
+        }
+    }
+
+    /// The model asked for ("" before `on_body`).
+    pub fn model(&self) -> &str {
+        self.body.as_ref().map_or("", |b| &b.model)
+    }
+
+    /// Note a refusal in the record.
+    pub fn refused(&mut self, e: &GatewayError) {
+        self.rec.status = e.status();
+        if let Some(a) = self.admission.as_mut() {
+            a.settle(0, crate::health::now_ms().saturating_mul(1_000_000));
+        }
+    }
+
+    /// Add time spent waiting on upstreams.
+    pub fn waited(&mut self, d: Duration) {
+        self.rec.upstream_wait += d;
+    }
+}
+
+/// Longest client-chosen request id kept; a longer or odd one is replaced by ours.
+const MAX_REQUEST_ID: usize = 200;
+
+/// The client's `x-request-id` when it is short visible ASCII, else a fresh one.
+fn request_id(req: &Request, shard: &Shard) -> String {
+    match req.head.header("x-request-id") {
+        Some(v)
+            if !v.is_empty()
+                && v.len() <= MAX_REQUEST_ID
+                && v.iter().all(|&b| (0x21..=0x7e).contains(&b)) =>
+        {
+            String::from_utf8_lossy(v).into_owned()
+        }
+        _ => shard.next_request_id(),
+    }
+}

@@ -1,0 +1,38 @@
+//! Forwarding: the attempt loop over the pool's members (`upstream_request` builds each attempt's
+//! bytes, in `failover`), until one gives a response head worth relaying.
+
+use std::time::Duration;
+
+use aigw_core::error::GatewayError;
+
+use super::RequestCtx;
+use crate::failover::{attempt, Ask, Won};
+
+/// Try the pool's members; the winner's response head is ready to relay.
+///
+/// # Errors
+/// 502/503/504 when no member gave a response.
+pub(super) async fn run(ctx: &mut RequestCtx<'_>) -> Result<Won, GatewayError> {
+    let (Some(path), Some(inspected), Some(pool)) = (&ctx.path, &ctx.body, ctx.pool) else {
+        return Err(GatewayError::NotFound("unknown path".into()));
+    };
+    let ask = Ask {
+        req: ctx.req,
+        path,
+        model: &inspected.model,
+        model_in_body: inspected.model_in_body,
+        request_id: &ctx.rec.request_id,
+    };
+    let mut wait = Duration::ZERO;
+    let result = attempt(ctx.shard, ctx.snap, pool, &ask, &mut wait).await;
+    ctx.waited(wait);
+    let won = result?;
+    ctx.rec.backend = Some(won.backend);
+    ctx.rec.attempts = won.attempts;
+    ctx.rec.status = won.resp.status;
+    ctx.rec.region = won
+        .resp
+        .header("x-ms-region")
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    Ok(won)
+}
