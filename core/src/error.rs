@@ -60,6 +60,10 @@ pub enum GatewayError {
     /// The request head or body did not arrive in time.
     #[error("the request did not arrive in time")]
     RequestTimeout,
+    /// The client closed its connection before the answer (logged as nginx's 499; nothing is
+    /// sent).
+    #[error("the client closed the connection")]
+    ClientClosed,
 }
 
 impl GatewayError {
@@ -73,6 +77,7 @@ impl GatewayError {
             GatewayError::NotFound(_) => 404,
             GatewayError::MethodNotAllowed => 405,
             GatewayError::RequestTimeout => 408,
+            GatewayError::ClientClosed => 499,
             GatewayError::BodyTooLarge(_) => 413,
             GatewayError::HeadTooLarge(_) => 431,
             GatewayError::BadGateway(_) => 502,
@@ -109,6 +114,7 @@ impl GatewayError {
             GatewayError::GatewayTimeout(_) => "upstream_timeout",
             GatewayError::Version => "http_version_not_supported",
             GatewayError::RequestTimeout => "request_timeout",
+            GatewayError::ClientClosed => "client_closed_request",
         }
     }
 

@@ -121,9 +121,11 @@ pub async fn attempt(
         let bid = pool.members[idx].backend;
         let state = &snap.health[bid];
         state.requests.fetch_add(1, Relaxed);
-        state.in_flight.fetch_add(1, Relaxed);
-        let result = try_backend(shard, snap, bid, ask, wait).await;
-        state.in_flight.fetch_sub(1, Relaxed);
+        let result = {
+            // Counted down however the attempt ends, a cancelled one (client gone) included.
+            let _in_flight = InFlight::enter(state);
+            try_backend(shard, snap, bid, ask, wait).await
+        };
         let backend = &cfg.backends[bid];
         let now = now_ms();
         match result {
@@ -160,6 +162,22 @@ pub async fn attempt(
                 last_err = Some(e);
             }
         }
+    }
+}
+
+/// One attempt in flight at a backend, for `/backends` and least-busy picks.
+struct InFlight<'a>(&'a aigw_core::balance::BackendState);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a aigw_core::balance::BackendState) -> Self {
+        state.in_flight.fetch_add(1, Relaxed);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
     }
 }
 

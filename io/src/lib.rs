@@ -16,6 +16,7 @@ pub mod health;
 pub mod logsink;
 pub mod metrics;
 pub mod mock_server;
+pub mod peer;
 pub mod pipeline;
 pub mod record;
 pub mod relay;

@@ -14,6 +14,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::conn::{Conn, ReadError};
+use crate::peer::ClientIo;
 
 /// One decoded request with its whole body.
 #[derive(Debug)]
@@ -138,7 +139,7 @@ pub trait Service {
     }
 
     /// Answer `req` by writing to `conn`; return whether the connection may carry another request.
-    fn call<S: AsyncReadRent + AsyncWriteRent>(
+    fn call<S: ClientIo>(
         &self,
         pre: Self::Pre,
         req: Request,
@@ -149,7 +150,7 @@ pub trait Service {
 /// Serve one client connection until it closes, errs or times out.
 pub async fn serve_conn<S, Svc>(io: S, peer: SocketAddr, svc: Rc<Svc>)
 where
-    S: AsyncReadRent + AsyncWriteRent,
+    S: ClientIo,
     Svc: Service,
 {
     let mut conn = Conn::new(io);
@@ -399,4 +400,32 @@ pub async fn send_response<S: AsyncReadRent + AsyncWriteRent>(
     let mut out = BytesMut::with_capacity(128 + body.len());
     simple_response(&mut out, status, headers, content_type, body, false);
     conn.write(out).await.0.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_end;
+
+    /// Fed in two reads split at every byte, the end of the head is found exactly when the
+    /// blank line is complete, whatever the split.
+    #[test]
+    fn head_end_is_found_across_any_split() {
+        for head in [
+            &b"GET / HTTP/1.1\r\nhost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\nhost: a\n\n",
+            b"GET / HTTP/1.1\r\nhost: a\n\r\n",
+        ] {
+            for cut in 0..=head.len() {
+                let mut scanned = 0;
+                let first = head_end(&head[..cut], &mut scanned);
+                assert_eq!(first, cut == head.len(), "cut {cut} of {head:?}");
+                assert_eq!(scanned, cut);
+                if !first {
+                    assert!(head_end(head, &mut scanned), "cut {cut} of {head:?}");
+                }
+            }
+        }
+        let mut scanned = 0;
+        assert!(!head_end(b"GET / HTTP/1.1\r\nhost: a\r\n", &mut scanned));
+    }
 }

@@ -17,6 +17,7 @@ both_drivers!(
     body_buffering_is_bounded_per_worker,
     drain_timeout_bounds_the_shutdown,
     odd_request_ids_are_replaced,
+    a_client_that_hangs_up_cancels_its_upstream_request,
 );
 
 /// An open gateway (no consumers) whose `"*"` route goes to an Azure-dialect mock, and a model
@@ -388,4 +389,52 @@ fn odd_request_ids_are_replaced(d: Driver) {
             "{got}"
         );
     }
+}
+
+/// A client that disconnects while waiting for its answer cancels the upstream request: the
+/// attempt ends at once (the backend is no longer counted busy) instead of when the backend
+/// finally answers, and the request is logged as 499.
+fn a_client_that_hangs_up_cancels_its_upstream_request(d: Driver) {
+    let gw = Gateway::start(d, WITH_CONSUMER);
+    let in_flight = || {
+        let b = gw.admin("GET", "/backends").json();
+        b["backends"][0]["in_flight"].as_i64().unwrap()
+    };
+    let mut c = gw.client();
+    c.send(&request(
+        "POST",
+        "/v1/chat/completions",
+        &[("api-key", "team-key"), ("x-mock-latency-ms", "8000")],
+        chat("m").as_bytes(),
+    ));
+    let t0 = Instant::now();
+    while in_flight() == 0 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(in_flight(), 1);
+    drop(c);
+    let t0 = Instant::now();
+    while in_flight() != 0 && t0.elapsed() < Duration::from_secs(4) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(in_flight(), 0, "the upstream attempt outlived its client");
+    let m = gw.admin("GET", "/metrics").text();
+    assert!(m.lines().any(|l| l.contains("status=\"499\"")), "{m}");
+    // A pipelining client that sent its next request early is not mistaken for a hang-up.
+    let mut c = gw.client();
+    let mut two = request(
+        "POST",
+        "/v1/chat/completions",
+        &[("api-key", "team-key"), ("x-mock-latency-ms", "300")],
+        chat("m").as_bytes(),
+    );
+    two.extend(request(
+        "POST",
+        "/v1/chat/completions",
+        &[("api-key", "team-key")],
+        chat("m").as_bytes(),
+    ));
+    c.send(&two);
+    assert_eq!(c.read_response().status, 200);
+    assert_eq!(c.read_response().status, 200);
 }

@@ -6,13 +6,21 @@ use std::time::Duration;
 use aigw_core::error::GatewayError;
 
 use super::RequestCtx;
+use crate::conn::Conn;
 use crate::failover::{attempt, Ask, Won};
+use crate::peer::ClientIo;
 
-/// Try the pool's members; the winner's response head is ready to relay.
+/// Try the pool's members; the winner's response head is ready to relay. A client that hangs up
+/// meanwhile cancels the attempt: the upstream connection is dropped (never pooled), so the
+/// backend stops generating an answer nobody will read.
 ///
 /// # Errors
-/// 502/503/504 when no member gave a response.
-pub(super) async fn run(ctx: &mut RequestCtx<'_>) -> Result<Won, GatewayError> {
+/// 502/503/504 when no member gave a response; [`GatewayError::ClientClosed`] when the client
+/// left first.
+pub(super) async fn run<S: ClientIo>(
+    ctx: &mut RequestCtx<'_>,
+    conn: &Conn<S>,
+) -> Result<Won, GatewayError> {
     let (Some(path), Some(inspected), Some(pool)) = (&ctx.path, &ctx.body, ctx.pool) else {
         return Err(GatewayError::NotFound("unknown path".into()));
     };
@@ -24,7 +32,10 @@ pub(super) async fn run(ctx: &mut RequestCtx<'_>) -> Result<Won, GatewayError> {
         request_id: &ctx.rec.request_id,
     };
     let mut wait = Duration::ZERO;
-    let result = attempt(ctx.shard, ctx.snap, pool, &ask, &mut wait).await;
+    let result = monoio::select! {
+        r = attempt(ctx.shard, ctx.snap, pool, &ask, &mut wait) => r,
+        _ = conn.io.peer_gone() => Err(GatewayError::ClientClosed),
+    };
     ctx.waited(wait);
     let won = result?;
     ctx.rec.backend = Some(won.backend);

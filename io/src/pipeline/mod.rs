@@ -22,13 +22,13 @@ use std::rc::Rc;
 
 use aigw_core::error::GatewayError;
 use aigw_core::http1::RequestHead;
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 pub use ctx::RequestCtx;
 use identity::HeadOutcome;
 
 use crate::conn::Conn;
 use crate::metrics::WorkerMetrics;
+use crate::peer::ClientIo;
 use crate::server::{BodyBudget, HeadVerdict, Request, ServerLimits, Service};
 use crate::shard::{Shard, Snapshot};
 
@@ -111,17 +111,16 @@ impl Service for Gateway {
         Some(&self.budget)
     }
 
-    async fn call<S: AsyncReadRent + AsyncWriteRent>(
-        &self,
-        pre: Pre,
-        req: Request,
-        conn: &mut Conn<S>,
-    ) -> bool {
+    async fn call<S: ClientIo>(&self, pre: Pre, req: Request, conn: &mut Conn<S>) -> bool {
         let shard = &self.shard;
         let _guard = InFlight::new(&shard.metrics.shared);
         let mut ctx = RequestCtx::new(&pre.snap, &req, shard);
         let keep = match run(&mut ctx, pre.outcome, conn).await {
             Ok(keep) => keep,
+            Err(e @ GatewayError::ClientClosed) => {
+                ctx.refused(&e);
+                false
+            }
             Err(e) => {
                 ctx.refused(&e);
                 respond::send_refusal(conn, &ctx, &e).await;
@@ -134,7 +133,7 @@ impl Service for Gateway {
 }
 
 /// The phases in order; `Ok(keep)` says whether the client connection may carry another request.
-async fn run<S: AsyncReadRent + AsyncWriteRent>(
+async fn run<S: ClientIo>(
     ctx: &mut RequestCtx<'_>,
     outcome: HeadOutcome,
     conn: &mut Conn<S>,
@@ -152,6 +151,6 @@ async fn run<S: AsyncReadRent + AsyncWriteRent>(
         short_circuit::Plan::Models => return Ok(short_circuit::models(ctx, conn).await),
     }
     admit::run(ctx)?;
-    let won = forward::run(ctx).await?;
+    let won = forward::run(ctx, conn).await?;
     Ok(respond::run(ctx, won, conn).await)
 }
