@@ -14,6 +14,16 @@ pub(crate) const READ_CHUNK: usize = 16 * 1024;
 /// A buffer larger than this is replaced by a fresh one between requests.
 const SHRINK_ABOVE: usize = 4 * READ_CHUNK;
 
+/// Replace a buffer that grew past [`SHRINK_ABOVE`] by a fresh [`READ_CHUNK`] one holding the
+/// same bytes (when they fit).
+fn shrink(buf: &mut BytesMut) {
+    if buf.capacity() > SHRINK_ABOVE && buf.len() <= READ_CHUNK {
+        let mut fresh = BytesMut::with_capacity(READ_CHUNK);
+        fresh.extend_from_slice(buf);
+        *buf = fresh;
+    }
+}
+
 /// A stream and the buffer its reads fill.
 pub struct Conn<S> {
     /// The socket.
@@ -48,11 +58,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
     /// Give back a buffer that grew for a large body once the request is done, so an idle
     /// keep-alive connection holds [`READ_CHUNK`] at most (bytes already read are kept).
     pub fn shrink(&mut self) {
-        if self.buf.capacity() > SHRINK_ABOVE && self.buf.len() <= READ_CHUNK {
-            let mut fresh = BytesMut::with_capacity(READ_CHUNK);
-            fresh.extend_from_slice(&self.buf);
-            self.buf = fresh;
-        }
+        shrink(&mut self.buf);
     }
 
     /// Read once, appending to `buf`; returns how many bytes arrived.
@@ -95,5 +101,27 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
     pub async fn write<B: monoio::buf::IoBuf + 'static>(&mut self, data: B) -> (io::Result<()>, B) {
         let (res, data) = self.io.write_all(data).await;
         (res.map(|_| ()), data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grown_buffer_shrinks_and_keeps_its_bytes() {
+        let mut buf = BytesMut::with_capacity(8 * 1024 * 1024);
+        buf.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        shrink(&mut buf);
+        assert_eq!(buf.capacity(), READ_CHUNK);
+        assert_eq!(&buf[..], b"GET / HTTP/1.1\r\n");
+        let mut small = BytesMut::with_capacity(READ_CHUNK);
+        let ptr = small.as_ptr();
+        shrink(&mut small);
+        assert_eq!(small.as_ptr(), ptr, "a normal buffer is kept");
+        let mut full = BytesMut::with_capacity(8 * READ_CHUNK);
+        full.extend_from_slice(&vec![b'x'; 2 * READ_CHUNK]);
+        shrink(&mut full);
+        assert_eq!(full.len(), 2 * READ_CHUNK, "unread bytes are never dropped");
     }
 }
