@@ -19,6 +19,7 @@ pub mod mock_server;
 pub mod proxy;
 pub mod record;
 pub mod relay;
+pub mod resolver;
 pub mod runtime;
 pub mod server;
 pub mod shard;

@@ -36,6 +36,8 @@ pub(crate) struct RawGateway {
     pub(crate) idle_timeout: Option<RawDuration>,
     pub(crate) header_timeout: Option<RawDuration>,
     pub(crate) max_idle_per_backend: Option<u64>,
+    pub(crate) max_upstream_hint: Option<RawDuration>,
+    pub(crate) dns_ttl: Option<RawDuration>,
 }
 
 /// `[mocks.NAME]`.
