@@ -120,6 +120,7 @@ pub async fn attempt(
         }
         let bid = pool.members[idx].backend;
         let state = &snap.health[bid];
+        let ticket = state.ticket(); // outcomes count only if the breaker did not move meanwhile
         state.requests.fetch_add(1, Relaxed);
         let result = {
             // Counted down however the attempt ends, a cancelled one (client gone) included.
@@ -130,9 +131,17 @@ pub async fn attempt(
         let now = now_ms();
         match result {
             Ok((up, resp)) => {
-                let hint = bench_hint_ms(&resp.headers, unix_secs());
+                let cap =
+                    u64::try_from(cfg.gateway.max_upstream_hint.as_millis()).unwrap_or(u64::MAX);
+                let hint = bench_hint_ms(&resp.headers, unix_secs(), cap);
                 let cb = backend.circuit_breaker.as_ref();
-                state.record(cb, now, cb.is_some_and(|c| c.counts(resp.status)), hint);
+                state.record(
+                    cb,
+                    ticket,
+                    now,
+                    cb.is_some_and(|c| c.counts(resp.status)),
+                    hint,
+                );
                 if pool.retry_on.iter().any(|r| r.contains(resp.status)) {
                     state.failures.fetch_add(1, Relaxed);
                     state.bench(now, hint.unwrap_or(pool.bench_for.as_millis() as u64));
@@ -156,7 +165,7 @@ pub async fn attempt(
             Err(e) if e.status() < 500 => return Err(e),
             Err(e) => {
                 state.failures.fetch_add(1, Relaxed);
-                state.record(backend.circuit_breaker.as_ref(), now, true, None);
+                state.record(backend.circuit_breaker.as_ref(), ticket, now, true, None);
                 state.bench(now, pool.bench_for.as_millis() as u64);
                 tracing::warn!(backend = %backend.name, "attempt failed: {e}");
                 last_err = Some(e);
@@ -231,7 +240,11 @@ async fn try_backend(
                 let t0 = std::time::Instant::now();
                 let c = shard
                     .pools
-                    .connect(&backend.addrs, g.connect_timeout, &snap.transports[bid])
+                    .connect(
+                        &snap.addrs[bid].load_full(),
+                        g.connect_timeout,
+                        &snap.transports[bid],
+                    )
                     .await;
                 *wait += t0.elapsed();
                 c.map_err(|e| {

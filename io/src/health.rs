@@ -1,17 +1,24 @@
-//! Where every worker finds the one shared [`BackendState`] of a backend, and the clocks that
-//! state is kept in.
+//! Where every worker finds the one shared [`BackendState`] and the live addresses of a
+//! backend, and the clocks that state is kept in.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use aigw_core::balance::BackendState;
-use aigw_core::config::Config;
+use aigw_core::config::{Backend, Config};
+use arc_swap::ArcSwap;
 
-/// Milliseconds on a process-wide monotonic clock (the unit of all health deadlines).
+/// The addresses a backend's connects use now: replaced whole by the resolver thread, read
+/// lock-free by the workers.
+pub type LiveAddrs = Arc<ArcSwap<Vec<SocketAddr>>>;
+
+/// Milliseconds on a process-wide monotonic clock (the unit of all health deadlines), from 1.
 pub fn now_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+    let ms = START.get_or_init(Instant::now).elapsed().as_millis();
+    u64::try_from(ms).unwrap_or(u64::MAX).saturating_add(1)
 }
 
 /// Seconds since the Unix epoch (for HTTP-date `Retry-After`).
@@ -27,6 +34,13 @@ pub struct HealthRegistry {
     // Taken only when a worker rebuilds its snapshot after a reload or by the admin thread,
     // never per request: requests hold the `Arc`s the snapshot resolved.
     map: Mutex<HashMap<String, Arc<BackendState>>>,
+    /// Live addresses by the same key, created from the load-time resolution.
+    addrs: Mutex<HashMap<String, LiveAddrs>>,
+}
+
+/// The registry key of a backend: a reload keeps the state of the same name and URL.
+fn key(b: &Backend) -> String {
+    format!("{}|{}", b.name, b.url)
 }
 
 impl HealthRegistry {
@@ -35,9 +49,20 @@ impl HealthRegistry {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         cfg.backends
             .iter()
+            .map(|b| map.entry(key(b)).or_default().clone())
+            .collect()
+    }
+
+    /// The live addresses of `cfg`'s backends, by backend id. A backend seen for the first time
+    /// starts with the addresses its config resolved at load; the resolver thread keeps them
+    /// fresh from then on (see `resolver.rs`).
+    pub fn addrs(&self, cfg: &Config) -> Vec<LiveAddrs> {
+        let mut map = self.addrs.lock().unwrap_or_else(|p| p.into_inner());
+        cfg.backends
+            .iter()
             .map(|b| {
-                map.entry(format!("{}|{}", b.name, b.url))
-                    .or_default()
+                map.entry(key(b))
+                    .or_insert_with(|| Arc::new(ArcSwap::from_pointee(b.addrs.clone())))
                     .clone()
             })
             .collect()

@@ -20,6 +20,7 @@ pub mod peer;
 pub mod pipeline;
 pub mod record;
 pub mod relay;
+pub mod resolver;
 pub mod runtime;
 pub mod server;
 pub mod shard;

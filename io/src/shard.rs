@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub models_json: bytes::Bytes,
     /// Shared health per backend id.
     pub health: Vec<Arc<BackendState>>,
+    /// Live (re-resolved) addresses per backend id.
+    pub addrs: Vec<crate::health::LiveAddrs>,
     /// Smooth weighted round-robin state per pool (per worker).
     pub wrr: Vec<RefCell<WrrState>>,
     /// Key table and consumer limits.
@@ -69,6 +71,7 @@ impl Snapshot {
             .to_string()
             .into();
         let health = registry.resolve(&cfg);
+        let addrs = registry.addrs(&cfg);
         let wrr = cfg
             .pools
             .iter()
@@ -82,6 +85,7 @@ impl Snapshot {
             auth,
             models_json,
             health,
+            addrs,
             wrr,
             policy,
         }

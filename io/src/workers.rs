@@ -115,6 +115,13 @@ pub fn run(
         mocks,
         tls: Arc::new(TlsClients::default()),
     });
+    if plan.gateway {
+        crate::resolver::spawn(
+            shared.control.config.clone(),
+            shared.health.clone(),
+            shared.shutdown.clone(),
+        )?;
+    }
     let (tx, rx) = mpsc::channel::<Result<(), String>>();
     for i in 0..plan.workers {
         let (tx, shared, driver, gateway) = (tx.clone(), shared.clone(), plan.driver, plan.gateway);

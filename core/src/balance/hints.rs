@@ -1,19 +1,28 @@
 //! How long an upstream asked us to stay away: `Retry-After` (seconds or HTTP date),
-//! `retry-after-ms`, then OpenAI's `x-ratelimit-reset-*` durations.
+//! `retry-after-ms`, then OpenAI's `x-ratelimit-reset-*` durations. Every hint is capped: the
+//! upstream is not trusted to take a member out for longer than the operator allows.
 
 use crate::http1::{find_header, Header};
 
-/// The back-off the upstream hinted at, in milliseconds; `None` when it gave no usable hint.
-/// `now_unix_secs` is needed for the HTTP-date form of `Retry-After`.
-pub fn bench_hint_ms(headers: &[Header], now_unix_secs: u64) -> Option<u64> {
+/// The back-off the upstream hinted at, in milliseconds and at most `max_ms`; `None` when it
+/// gave no usable hint. `now_unix_secs` is needed for the HTTP-date form of `Retry-After`.
+pub fn bench_hint_ms(headers: &[Header], now_unix_secs: u64, max_ms: u64) -> Option<u64> {
+    uncapped_hint_ms(headers, now_unix_secs).map(|ms| ms.min(max_ms))
+}
+
+fn uncapped_hint_ms(headers: &[Header], now_unix_secs: u64) -> Option<u64> {
     let text = |name: &str| {
         find_header(headers, name)
             .and_then(|v| std::str::from_utf8(v).ok())
             .map(str::trim)
     };
     if let Some(v) = text("retry-after") {
-        if let Ok(secs) = v.parse::<u64>() {
-            return Some(secs.saturating_mul(1000));
+        if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+            // Too many digits for a u64 still means "a very long time": the cap decides.
+            return Some(
+                v.parse::<u64>()
+                    .map_or(u64::MAX, |s| s.saturating_mul(1000)),
+            );
         }
         if let Some(at) = parse_http_date(v) {
             return Some(at.saturating_sub(now_unix_secs).saturating_mul(1000));
@@ -21,6 +30,7 @@ pub fn bench_hint_ms(headers: &[Header], now_unix_secs: u64) -> Option<u64> {
     }
     if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         if ms.is_finite() && ms >= 0.0 {
+            // `as` saturates floats above u64::MAX.
             return Some(ms as u64);
         }
     }
@@ -63,7 +73,11 @@ pub fn parse_openai_duration_ms(s: &str) -> Option<u64> {
         total += n * unit_ms;
         rest = &rest[len..];
     }
-    Some(total.ceil() as u64)
+    // `as` saturates: a 400-digit number is infinite, a huge sum is u64::MAX; the caller caps it.
+    total
+        .is_finite()
+        .then(|| total.ceil() as u64)
+        .or(Some(u64::MAX))
 }
 
 /// Parse an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into Unix seconds.
@@ -87,6 +101,10 @@ pub fn parse_http_date(s: &str) -> Option<u64> {
         _ => return None,
     };
     let year: i64 = it.next()?.parse().ok()?;
+    // An IMF-fixdate has a four-digit year; anything else would only overflow the arithmetic.
+    if !(1..=9999).contains(&year) {
+        return None;
+    }
     let mut hms = it.next()?.split(':').map(|p| p.parse::<u64>().ok());
     let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
     if it.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
@@ -102,13 +120,16 @@ pub fn parse_http_date(s: &str) -> Option<u64> {
     let days = era * 146_097 + doe - 719_468;
     u64::try_from(days)
         .ok()
-        .map(|d| d * 86_400 + h * 3600 + m * 60 + sec)
+        .and_then(|d| d.checked_mul(86_400)?.checked_add(h * 3600 + m * 60 + sec))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    const MAX: u64 = u64::MAX;
+    const HOUR: u64 = 3_600_000;
 
     fn h(pairs: &[(&'static str, &'static str)]) -> Vec<Header> {
         pairs
@@ -123,11 +144,11 @@ mod tests {
     #[test]
     fn precedence_of_hints() {
         assert_eq!(
-            bench_hint_ms(&h(&[("Retry-After", "2"), ("retry-after-ms", "5")]), 0),
+            bench_hint_ms(&h(&[("Retry-After", "2"), ("retry-after-ms", "5")]), 0, MAX),
             Some(2000)
         );
         assert_eq!(
-            bench_hint_ms(&h(&[("retry-after-ms", "1500")]), 0),
+            bench_hint_ms(&h(&[("retry-after-ms", "1500")]), 0, MAX),
             Some(1500)
         );
         assert_eq!(
@@ -136,14 +157,19 @@ mod tests {
                     ("x-ratelimit-reset-requests", "6m0s"),
                     ("x-ratelimit-reset-tokens", "20ms")
                 ]),
-                0
+                0,
+                MAX
             ),
             Some(360_000)
         );
-        assert_eq!(bench_hint_ms(&h(&[("x-other", "1")]), 0), None);
+        assert_eq!(bench_hint_ms(&h(&[("x-other", "1")]), 0, MAX), None);
         let now = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         assert_eq!(
-            bench_hint_ms(&h(&[("Retry-After", "Sun, 06 Nov 1994 08:49:40 GMT")]), now),
+            bench_hint_ms(
+                &h(&[("Retry-After", "Sun, 06 Nov 1994 08:49:40 GMT")]),
+                now,
+                MAX
+            ),
             Some(3000)
         );
     }
@@ -160,5 +186,36 @@ mod tests {
         );
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
         assert_eq!(parse_http_date("yesterday"), None);
+    }
+
+    #[test]
+    fn every_hint_is_capped() {
+        let now = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        for hint in [
+            ("Retry-After", "99999999999999999"),
+            ("Retry-After", "99999999999999999999999999"),
+            ("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT"),
+            ("retry-after-ms", "1e300"),
+            ("retry-after-ms", "18446744073709551615"),
+            ("x-ratelimit-reset-requests", "99999999999999999h"),
+            ("x-ratelimit-reset-tokens", "9999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999s"),
+        ] {
+            assert_eq!(bench_hint_ms(&h(&[hint]), now, HOUR), Some(HOUR), "{hint:?}");
+            assert_eq!(bench_hint_ms(&h(&[hint]), now, 1000), Some(1000), "{hint:?}");
+        }
+        // Below the cap a hint is kept as it is.
+        assert_eq!(
+            bench_hint_ms(&h(&[("Retry-After", "7")]), 0, HOUR),
+            Some(7000)
+        );
+        assert_eq!(bench_hint_ms(&h(&[("Retry-After", "-7")]), 0, HOUR), None);
+        assert_eq!(
+            parse_http_date("Fri, 31 Dec 99999999999999 23:59:59 GMT"),
+            None
+        );
+        assert_eq!(
+            parse_http_date("Fri, 31 Dec -99999999999999 23:59:59 GMT"),
+            None
+        );
     }
 }

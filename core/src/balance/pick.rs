@@ -47,8 +47,8 @@ pub fn pick(
     if wrr.current.len() != members.len() {
         wrr.current = vec![0; members.len()];
     }
-    // Members that lost a race for a half-open probe this call (at most 64 members tracked
-    // here; config caps pools far below that).
+    // Members that lost a race for a half-open probe this call (a u64 bitmask: config caps
+    // pools at 64 members, `config::MAX_MEMBERS`).
     let mut lost: u64 = 0;
     for _ in 0..members.len() {
         let usable = |i: usize, c: &Candidate<'_>| {

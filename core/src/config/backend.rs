@@ -1,12 +1,14 @@
 //! Validation of `[backends.NAME]`: URL, dialect, credentials and circuit breaker.
 
+use std::time::Duration;
+
 use super::locate::key_path;
 use super::pool::statuses;
 use super::raw::{RawBackend, RawBreaker};
 use super::tls::{ca_roots, check_server_name, path_value};
 use super::types::*;
 use super::url::{parse_url, resolve, BackendUrl};
-use super::validate::{duration, env_var, invalid, Result};
+use super::validate::{duration_in, env_var, invalid, Result, DAY};
 
 /// Check `[backends.NAME]`, reading `env:` keys and resolving the host now.
 pub(super) fn backend(name: &str, b: &RawBackend) -> Result<Backend> {
@@ -110,13 +112,9 @@ fn breaker(name: &str, cb: &RawBreaker) -> Result<BreakerConfig> {
         0 => return Err(invalid(at("failures"), "must be at least 1")),
         n => n,
     };
-    let window = duration(at("window"), &cb.window, d.window)?;
-    let open_for = duration(at("open_for"), &cb.open_for, d.open_for)?;
-    for (key, v) in [("window", window), ("open_for", open_for)] {
-        if v.is_zero() {
-            return Err(invalid(at(key), "must be greater than 0"));
-        }
-    }
+    let positive = Duration::from_millis(1)..=DAY;
+    let window = duration_in(at("window"), &cb.window, d.window, positive.clone())?;
+    let open_for = duration_in(at("open_for"), &cb.open_for, d.open_for, positive)?;
     let status = match &cb.status {
         Some(list) => statuses(&at("status"), list)?,
         None => d.status,

@@ -42,6 +42,17 @@ pub(crate) fn from_secs(n: i64) -> Result<Duration, String> {
         .map_err(|_| format!("duration {n} is negative"))
 }
 
+/// `d` in the largest unit that divides it: `"24h"`, `"5m"`, `"1s"`, `"250ms"`.
+pub(crate) fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, n) in [("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        if ms >= n && ms.is_multiple_of(n) {
+            return format!("{}{unit}", ms / n);
+        }
+    }
+    format!("{ms}ms")
+}
+
 fn bad(text: &str) -> String {
     format!(
         "invalid duration \"{text}\" (expected e.g. \"250ms\", \"10s\", \"5m\", \"1h\" or seconds)"
@@ -74,5 +85,15 @@ mod tests {
         assert!(parse_duration("18446744073709551615h").is_err());
         assert_eq!(from_secs(3), Ok(Duration::from_secs(3)));
         assert!(from_secs(-3).is_err());
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human(Duration::from_secs(86_400)), "24h");
+        assert_eq!(human(Duration::from_secs(3600)), "1h");
+        assert_eq!(human(Duration::from_secs(90)), "90s");
+        assert_eq!(human(Duration::from_secs(300)), "5m");
+        assert_eq!(human(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(human(Duration::ZERO), "0ms");
     }
 }

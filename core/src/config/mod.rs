@@ -9,6 +9,8 @@ mod backend;
 mod duration;
 #[cfg(test)]
 mod error_tests;
+#[cfg(test)]
+mod limits_tests;
 mod locate;
 mod policy;
 #[cfg(test)]
@@ -25,6 +27,7 @@ mod types;
 mod url;
 mod validate;
 
+pub use pool::MAX_MEMBERS;
 pub use types::*;
 
 use std::path::Path;

@@ -8,6 +8,9 @@ use super::raw::{RawPool, RawStatus};
 use super::types::*;
 use super::validate::{duration, invalid, Result};
 
+/// Most members of one pool.
+pub const MAX_MEMBERS: usize = 64;
+
 /// Check `[pools.NAME]`; `ids` maps backend names to their ids.
 pub(super) fn pool(name: &str, p: &RawPool, ids: &HashMap<&str, BackendId>) -> Result<Pool> {
     let at = |k: &str| key_path!["pools", name, k];
@@ -19,6 +22,16 @@ pub(super) fn pool(name: &str, p: &RawPool, ids: &HashMap<&str, BackendId>) -> R
             key_path!["pools", name]
         };
         return Err(invalid(path, "a pool needs at least one member"));
+    }
+    if raw_members.len() > MAX_MEMBERS {
+        // The failover loop tracks the members a request tried in a u64 bitmask.
+        return Err(invalid(
+            at("members"),
+            format!(
+                "a pool has at most {MAX_MEMBERS} members (this one has {}); split it into pools",
+                raw_members.len()
+            ),
+        ));
     }
     let mut members = Vec::with_capacity(raw_members.len());
     for (i, m) in raw_members.iter().enumerate() {

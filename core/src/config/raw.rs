@@ -38,6 +38,8 @@ pub(crate) struct RawGateway {
     pub(crate) max_idle_per_backend: Option<u64>,
     pub(crate) max_buffered_body_bytes: Option<u64>,
     pub(crate) drain_timeout: Option<RawDuration>,
+    pub(crate) max_upstream_hint: Option<RawDuration>,
+    pub(crate) dns_ttl: Option<RawDuration>,
 }
 
 /// `[mocks.NAME]`.

@@ -72,6 +72,11 @@ pub struct GatewayConfig {
     pub max_buffered_body_bytes: u64,
     /// On SIGTERM, how long requests in flight (streams included) may take to finish. Default 120 s.
     pub drain_timeout: Duration,
+    /// Longest an upstream's hint (`Retry-After`, `retry-after-ms`, `x-ratelimit-reset-*`) may
+    /// bench a member or hold its breaker open. Default 1 h.
+    pub max_upstream_hint: Duration,
+    /// How long a backend host name's addresses are used before it is resolved again. Default 30 s.
+    pub dns_ttl: Duration,
 }
 
 /// How a backend wants its URL and credentials.
@@ -100,7 +105,8 @@ pub struct Backend {
     pub port: u16,
     /// The `Host` header value: `host` or `host:port` when the port is not the scheme's default.
     pub authority: String,
-    /// Addresses resolved at load time, so no worker ever blocks on DNS.
+    /// Addresses resolved at load time, so no worker ever blocks on DNS. A host name is
+    /// resolved again every `dns_ttl` by the resolver thread, which keeps the live list.
     pub addrs: Vec<SocketAddr>,
     /// Any path in the URL, without a trailing slash (prefixed to what we send).
     pub base_path: String,

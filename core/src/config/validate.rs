@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::backend::backend;
-use super::duration::{from_secs, parse_duration};
+use super::duration::{from_secs, human, parse_duration};
 use super::locate::{key_path, KeyPath};
 use super::policy::{consumers, log, metrics, token_limit};
 use super::pool::{models, pool, status_code};
@@ -125,12 +125,9 @@ fn gateway(g: RawGateway) -> Result<GatewayConfig> {
     };
     let to_usize =
         |key: &str, v: u64| usize::try_from(v).map_err(|_| invalid(at(key), "too large"));
-    let timeout = |key: &str, v: &Option<RawDuration>, default: u64| -> Result<Duration> {
-        let d = duration(at(key), v, Duration::from_secs(default))?;
-        if d.is_zero() {
-            return Err(invalid(at(key), "must be greater than 0"));
-        }
-        Ok(d)
+    let timeout = |key: &str, v: &Option<RawDuration>, default: u64, max: Duration| {
+        let (default, min) = (Duration::from_secs(default), Duration::from_millis(1));
+        duration_in(at(key), v, default, min..=max)
     };
     let max_body_bytes = at_least_one("max_body_bytes", g.max_body_bytes, DEFAULT_MAX_BODY)?;
     let max_buffered_body_bytes = g
@@ -155,16 +152,23 @@ fn gateway(g: RawGateway) -> Result<GatewayConfig> {
             "max_headers",
             at_least_one("max_headers", g.max_headers, 100)?,
         )?,
-        upstream_timeout: timeout("upstream_timeout", &g.upstream_timeout, 300)?,
-        connect_timeout: timeout("connect_timeout", &g.connect_timeout, 5)?,
-        idle_timeout: timeout("idle_timeout", &g.idle_timeout, 60)?,
-        header_timeout: timeout("header_timeout", &g.header_timeout, 10)?,
+        upstream_timeout: timeout("upstream_timeout", &g.upstream_timeout, 300, DAY)?,
+        connect_timeout: timeout("connect_timeout", &g.connect_timeout, 5, HOUR)?,
+        idle_timeout: timeout("idle_timeout", &g.idle_timeout, 60, DAY)?,
+        header_timeout: timeout("header_timeout", &g.header_timeout, 10, HOUR)?,
         max_idle_per_backend: to_usize(
             "max_idle_per_backend",
             g.max_idle_per_backend.unwrap_or(64),
         )?,
         max_buffered_body_bytes,
-        drain_timeout: timeout("drain_timeout", &g.drain_timeout, 120)?,
+        drain_timeout: timeout("drain_timeout", &g.drain_timeout, 120, DAY)?,
+        max_upstream_hint: timeout("max_upstream_hint", &g.max_upstream_hint, 3600, DAY)?,
+        dns_ttl: duration_in(
+            at("dns_ttl"),
+            &g.dns_ttl,
+            Duration::from_secs(30),
+            Duration::from_secs(1)..=DAY,
+        )?,
     })
 }
 
@@ -288,17 +292,49 @@ fn socket_addr(s: &str) -> std::result::Result<SocketAddr, String> {
         .map_err(|_| format!("invalid address \"{s}\" (expected IP:PORT, e.g. \"127.0.0.1:8080\")"))
 }
 
-/// `v` as a duration, or `default` when absent.
+/// One hour: the most a connect or header timeout may be.
+pub(super) const HOUR: Duration = Duration::from_secs(3600);
+/// One day: the most any duration in the file may be, so no deadline computed from one
+/// (an `Instant` plus it, milliseconds since start plus it) can overflow.
+pub(super) const DAY: Duration = Duration::from_secs(86_400);
+
+/// `v` as a duration (0 allowed, at most [`DAY`]), or `default` when absent.
 pub(super) fn duration(
     path: KeyPath,
     v: &Option<RawDuration>,
     default: Duration,
 ) -> Result<Duration> {
-    match v {
-        None => Ok(default),
-        Some(RawDuration::Secs(n)) => from_secs(*n).map_err(|e| invalid(path, e)),
-        Some(RawDuration::Text(t)) => parse_duration(t).map_err(|e| invalid(path, e)),
+    duration_in(path, v, default, Duration::ZERO..=DAY)
+}
+
+/// `v` as a duration inside `range`, or `default` when absent.
+pub(super) fn duration_in(
+    path: KeyPath,
+    v: &Option<RawDuration>,
+    default: Duration,
+    range: std::ops::RangeInclusive<Duration>,
+) -> Result<Duration> {
+    let d = match v {
+        None => return Ok(default),
+        Some(RawDuration::Secs(n)) => from_secs(*n),
+        Some(RawDuration::Text(t)) => parse_duration(t),
     }
+    .map_err(|e| invalid(path.clone(), e))?;
+    if d > *range.end() {
+        return Err(invalid(
+            path,
+            format!("must be at most {}", human(*range.end())),
+        ));
+    }
+    if d < *range.start() {
+        let msg = if *range.start() == Duration::from_millis(1) {
+            "must be greater than 0".to_owned()
+        } else {
+            format!("must be at least {}", human(*range.start()))
+        };
+        return Err(invalid(path, msg));
+    }
+    Ok(d)
 }
 
 /// The value of environment variable `var`, or why there is none (`environment variable X is not set`).
