@@ -177,11 +177,11 @@ impl Gateway {
             unix_secs(),
         )
         .map_err(|refusal| {
-            rec.rejected = Some(if refusal.error.status() == 429 {
-                "tokens_per_minute"
-            } else {
-                "quota"
-            });
+            rec.rejected = match refusal.error.status() {
+                429 => Some("tokens_per_minute"),
+                403 => Some("quota"),
+                _ => None, // a 400: the request's own numbers do not add up
+            };
             rec.rate = refusal.rate.map(|r| *r);
             refusal.error
         })?;
