@@ -3,12 +3,15 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use aigw_core::auth::KeyTable;
 use aigw_core::config::{Config, Counter, QuotaConfig, QuotaPeriod};
 use aigw_core::error::GatewayError;
-use aigw_core::limit::{Period, Quota, QuotaReservation, Reservation, TokenBucket};
+use aigw_core::limit::{
+    plausible_usage, KeyHasher, Period, Quota, QuotaReservation, Reservation, TokenBucket,
+};
 use crossbeam_skiplist::SkipMap;
 
 /// Limits of one consumer, shared by every worker.
@@ -24,11 +27,24 @@ pub struct ConsumerLimits {
 pub struct Limiters {
     // Taken when a worker rebuilds its snapshot after a reload, never per request.
     consumers: Mutex<HashMap<String, Arc<ConsumerLimits>>>,
-    dynamic: SkipMap<String, Arc<TokenBucket>>,
+    /// Buckets of the `ip` and `header:` counters, by [`DynKey`].
+    dynamic: SkipMap<DynKey, Arc<TokenBucket>>,
+    /// Hashes counter values into keys under this process's random key.
+    keys: KeyHasher,
 }
 
-/// Per-address and per-header buckets kept before full (idle) ones are dropped.
-const PRUNE_ABOVE: usize = 16 * 1024;
+/// A dynamic bucket's key: its tokens per minute (a reload that changes the limit starts fresh
+/// buckets; the old ones fill up unused and are pruned), the counter key, and whether this is the
+/// shared overflow bucket of that limit.
+type DynKey = (u64, u64, bool);
+
+/// Counter keys tracked at most: past this, callers with a new key share one overflow bucket per
+/// limit until pruning makes room, so a flood of fresh addresses or header values costs a bounded
+/// amount of memory (about 100 bytes a key) and limits itself.
+const MAX_DYNAMIC_KEYS: usize = 1 << 18;
+
+/// How often the pruning thread drops full buckets.
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
 
 impl Limiters {
     /// The limits of `cfg`'s consumers by index; a consumer whose limits did not change keeps its
@@ -60,37 +76,79 @@ impl Limiters {
             .collect()
     }
 
-    /// The shared bucket for a non-consumer counter key at `tpm` tokens per minute.
-    fn dynamic(&self, key: &str, tpm: u64, now_ns: u64) -> Arc<TokenBucket> {
-        if let Some(e) = self.dynamic.get(key) {
-            if e.value().limit() == tpm {
-                return e.value().clone();
+    /// The shared bucket for a non-consumer counter key at `tpm` tokens per minute. Never prunes
+    /// (that is [`prune`](Self::prune)'s job, off the request path).
+    fn dynamic(&self, key: u64, tpm: u64) -> Arc<TokenBucket> {
+        let own = (tpm, key, false);
+        if let Some(e) = self.dynamic.get(&own) {
+            return e.value().clone();
+        }
+        // Soft cap: racing inserts can pass it by at most one key per worker.
+        let k = if self.dynamic.len() >= MAX_DYNAMIC_KEYS {
+            (tpm, 0, true)
+        } else {
+            own
+        };
+        // Get-or-insert in one step: two first requests of one key racing here share one bucket.
+        self.dynamic
+            .get_or_insert_with(k, || Arc::new(TokenBucket::new(tpm)))
+            .value()
+            .clone()
+    }
+
+    /// The counter key of a caller that no consumer bucket covers.
+    fn counter_key(&self, counter: &Counter, caller: &Caller<'_>) -> u64 {
+        match counter {
+            Counter::Header(h) => {
+                let value = aigw_core::http1::find_header(caller.headers, h);
+                self.keys.header(value.map(|v| &v[..]))
             }
+            // A caller without a consumer is counted by its address.
+            Counter::Ip | Counter::Consumer => self.keys.ip(caller.ip),
         }
-        // Racing inserts of the same new key: the last one wins, at most one request's worth lost.
-        let b = Arc::new(TokenBucket::new(tpm));
-        self.dynamic.insert(key.to_string(), b.clone());
-        if self.dynamic.len() > PRUNE_ABOVE && self.dynamic.len().is_multiple_of(1024) {
-            self.prune(now_ns);
-        }
-        b
     }
 }
 
 impl Limiters {
-    /// Forget counter keys whose bucket is full again: a fresh bucket behaves the same.
-    fn prune(&self, now_ns: u64) {
+    /// Forget counter keys whose bucket is full again (a fresh bucket behaves the same); returns
+    /// how many were dropped. Runs on the pruning thread, never on the request path. A request that
+    /// fetched a bucket just before it was dropped still draws from it, so a key can be granted at
+    /// most one extra request's worth at the moment its idle bucket goes.
+    pub fn prune(&self, now_ns: u64) -> usize {
+        let mut dropped = 0;
         for e in self.dynamic.iter() {
-            if e.value().remaining(now_ns) >= e.value().limit() {
-                e.remove();
+            if e.value().remaining(now_ns) >= e.value().limit() && e.remove() {
+                dropped += 1;
             }
         }
+        dropped
     }
 
     /// Counter keys currently tracked.
     pub fn dynamic_keys(&self) -> usize {
         self.dynamic.len()
     }
+}
+
+/// Start the thread that prunes `limiters`' idle counter keys every few seconds; it ends once the
+/// limiters are gone.
+///
+/// # Errors
+/// The thread cannot be spawned.
+pub fn start_pruner(limiters: Weak<Limiters>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("aigw-limits".into())
+        .spawn(move || loop {
+            std::thread::sleep(PRUNE_EVERY);
+            let Some(l) = limiters.upgrade() else { return };
+            l.prune(clock_ns());
+        })
+        .map(drop)
+}
+
+/// The buckets' monotonic clock in nanoseconds (the same reading the request path uses).
+fn clock_ns() -> u64 {
+    crate::health::now_ms().saturating_mul(1_000_000)
 }
 
 fn period(p: QuotaPeriod) -> Period {
@@ -164,7 +222,8 @@ pub struct Caller<'a> {
 /// `now_ns` is the buckets' monotonic clock, `now_unix` the quota windows' wall clock.
 ///
 /// # Errors
-/// 429 when the bucket has no room, 403 when the quota is spent.
+/// 429 when the bucket has no room, 403 when the quota is spent, 400 when `max_tokens × n` plus
+/// the prompt estimate overflows a u64.
 pub fn reserve(
     cfg: &Config,
     policy: &Policy,
@@ -174,24 +233,20 @@ pub fn reserve(
     now_ns: u64,
     now_unix: u64,
 ) -> Result<Admission, Refusal> {
+    // The completion cap counts once per choice asked for. A product past u64 cannot be reserved
+    // truthfully: it is refused as the client's error (not as "try again later"), before any
+    // bucket is looked up or created.
+    let completion_cap = caller
+        .max_tokens
+        .unwrap_or(0)
+        .checked_mul(caller.choices.max(1))
+        .ok_or_else(too_many_tokens)?;
     let limits = consumer.and_then(|i| policy.consumers.get(i)).cloned();
     let bucket = match (&limits, &cfg.token_limit) {
         (Some(l), _) if l.bucket.is_some() => Some(Bucket::Consumer(l.clone())),
         (_, Some(t)) => {
-            let key = match &t.counter {
-                Counter::Header(h) => {
-                    let v = aigw_core::http1::find_header(caller.headers, h)
-                        .map_or("-".into(), |v| String::from_utf8_lossy(v));
-                    format!("h:{v}")
-                }
-                // A caller without a consumer is counted by its address.
-                Counter::Ip | Counter::Consumer => format!("ip:{}", caller.ip),
-            };
-            Some(Bucket::Dynamic(limiters.dynamic(
-                &key,
-                t.tokens_per_minute,
-                now_ns,
-            )))
+            let key = limiters.counter_key(&t.counter, caller);
+            Some(Bucket::Dynamic(limiters.dynamic(key, t.tokens_per_minute)))
         }
         _ => None,
     };
@@ -209,16 +264,13 @@ pub fn reserve(
         .token_limit
         .as_ref()
         .is_none_or(|t| t.estimate_prompt_tokens);
-    // The completion cap counts once per choice asked for.
-    adm.estimate = caller
-        .max_tokens
-        .unwrap_or(0)
-        .saturating_mul(caller.choices.max(1))
-        + if estimate_prompt {
+    adm.estimate = completion_cap
+        .checked_add(if estimate_prompt {
             aigw_core::tokens::estimate_prompt(caller.model, caller.body) as u64
         } else {
             0
-        };
+        })
+        .ok_or_else(too_many_tokens)?;
     if let Some(b) = bucket {
         if let Some(tb) = b.get() {
             match tb.try_reserve(adm.estimate, now_ns) {
@@ -276,9 +328,24 @@ pub fn reserve(
     Ok(adm)
 }
 
+/// The refusal of a request whose `max_tokens × n` (plus the prompt) does not fit in 64 bits.
+fn too_many_tokens() -> Refusal {
+    Refusal {
+        error: GatewayError::BadRequest(
+            "max_tokens × n (plus the prompt) is too large to count: it overflows 64 bits. \
+             Lower max_tokens or n."
+                .into(),
+        ),
+        rate: None,
+    }
+}
+
 impl Admission {
     /// Settle the reservations against the real total (0 when the upstream answered an error).
+    /// A total reported past [`aigw_core::limit::MAX_REQUEST_TOKENS`] is not believable and is
+    /// charged at that ceiling.
     pub fn settle(&mut self, actual: u64, now_ns: u64) {
+        let actual = plausible_usage(actual, self.estimate);
         if let Some((b, r)) = self.bucket.take() {
             if let Some(tb) = b.get() {
                 tb.settle(r, actual, now_ns);
@@ -339,29 +406,5 @@ pub fn openai_duration(ns: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn idle_counter_keys_are_pruned() {
-        let l = Limiters::default();
-        for i in 0..PRUNE_ABOVE + 2048 {
-            let b = l.dynamic(&format!("ip:{i}"), 100, 0);
-            if i % 2 == 0 {
-                let r = b.try_reserve(10, 0).unwrap();
-                b.settle(r, 10, 0);
-            }
-        }
-        // Full (unused) buckets were dropped; spent ones are kept.
-        assert!(l.dynamic_keys() < PRUNE_ABOVE, "{}", l.dynamic_keys());
-        assert!(l.dynamic_keys() >= PRUNE_ABOVE / 2);
-    }
-
-    #[test]
-    fn durations_read_like_openai() {
-        assert_eq!(openai_duration(0), "0ms");
-        assert_eq!(openai_duration(20_000_000), "20ms");
-        assert_eq!(openai_duration(1_500_000_000), "2s");
-        assert_eq!(openai_duration(360_000_000_000), "6m0s");
-    }
-}
+#[path = "admission_tests.rs"]
+mod tests;

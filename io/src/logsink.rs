@@ -1,10 +1,11 @@
 //! The access log and the message store: each a dedicated thread behind a bounded channel, so the
-//! data plane never waits on a disk. A full channel drops the line and counts it.
+//! data plane never waits on a disk. The channel is bounded twice, in lines and in bytes queued (a
+//! few huge lines must not hold gigabytes): a line that does not fit is dropped and counted.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -27,11 +28,43 @@ pub enum Target {
     },
 }
 
+/// Bytes queued for one writer at most, by default (lines count with their newline).
+pub const DEFAULT_QUEUE_BYTES: usize = 16 << 20;
+
+/// A budget of bytes shared by the senders (who take) and the writer thread (who gives back).
+#[derive(Debug)]
+struct ByteBudget {
+    queued: AtomicUsize,
+    max: usize,
+}
+
+impl ByteBudget {
+    /// Take `n` bytes if they fit. The bytes taken by lines in the queue never exceed `max`: a
+    /// sender adds first and backs out if the sum passed the budget, so racing senders can only
+    /// refuse each other, never both get in over it.
+    fn try_take(&self, n: usize) -> bool {
+        if n > self.max {
+            return false;
+        }
+        let before = self.queued.fetch_add(n, Relaxed);
+        if before.saturating_add(n) > self.max {
+            self.queued.fetch_sub(n, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn give_back(&self, n: usize) {
+        self.queued.fetch_sub(n, Relaxed);
+    }
+}
+
 /// One log stream: a bounded channel and its writer thread.
 #[derive(Debug)]
 pub struct Sink {
     tx: Sender<String>,
-    /// Lines dropped because the channel was full.
+    budget: Arc<ByteBudget>,
+    /// Lines dropped because the channel was full (in lines or in bytes).
     pub dropped: AtomicU64,
     /// Lines accepted.
     pub accepted: AtomicU64,
@@ -40,20 +73,32 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Open the target and start the writer thread.
+    /// Open the target and start the writer thread, queueing at most `capacity` lines and
+    /// `max_bytes` bytes.
     ///
     /// # Errors
     /// The file cannot be opened.
-    pub fn start(name: &str, target: Target, capacity: usize) -> io::Result<Arc<Sink>> {
+    pub fn start(
+        name: &str,
+        target: Target,
+        capacity: usize,
+        max_bytes: usize,
+    ) -> io::Result<Arc<Sink>> {
         let (tx, rx) = bounded::<String>(capacity.max(1));
         let mut out = Output::open(target)?;
         let closing = Arc::new(AtomicBool::new(false));
         let flag = closing.clone();
+        let budget = Arc::new(ByteBudget {
+            queued: AtomicUsize::new(0),
+            max: max_bytes,
+        });
+        let writer_budget = budget.clone();
         let thread = std::thread::Builder::new()
             .name(format!("aigw-log-{name}"))
-            .spawn(move || write_loop(rx, &mut out, &flag))?;
+            .spawn(move || write_loop(rx, &mut out, &flag, &writer_budget))?;
         Ok(Arc::new(Sink {
             tx,
+            budget,
             dropped: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             closing,
@@ -61,16 +106,28 @@ impl Sink {
         }))
     }
 
-    /// Queue one line (without its newline). Never blocks: a full queue drops and counts it.
+    /// Queue one line (without its newline). Never blocks: a full queue (in lines or in bytes)
+    /// drops and counts it.
     pub fn send(&self, line: String) {
+        let n = line.len().saturating_add(1);
+        if !self.budget.try_take(n) {
+            self.dropped.fetch_add(1, Relaxed);
+            return;
+        }
         match self.tx.try_send(line) {
             Ok(()) => {
                 self.accepted.fetch_add(1, Relaxed);
             }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.budget.give_back(n);
                 self.dropped.fetch_add(1, Relaxed);
             }
         }
+    }
+
+    /// Bytes queued for the writer right now.
+    pub fn queued_bytes(&self) -> usize {
+        self.budget.queued.load(Relaxed)
     }
 
     /// Write out everything queued, flush and stop the thread (at shutdown).
@@ -83,14 +140,18 @@ impl Sink {
     }
 }
 
-fn write_loop(rx: Receiver<String>, out: &mut Output, closing: &AtomicBool) {
+fn write_loop(rx: Receiver<String>, out: &mut Output, closing: &AtomicBool, budget: &ByteBudget) {
+    let write = |out: &mut Output, line: String| {
+        out.line(&line);
+        budget.give_back(line.len().saturating_add(1));
+    };
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(line) => {
-                out.line(&line);
+                write(out, line);
                 // Take whatever else is queued before one flush: one syscall per burst.
                 while let Ok(line) = rx.try_recv() {
-                    out.line(&line);
+                    write(out, line);
                 }
                 out.flush();
             }
@@ -231,6 +292,7 @@ mod tests {
                 keep: 2,
             },
             1024,
+            DEFAULT_QUEUE_BYTES,
         )
         .unwrap();
         for i in 0..30 {
@@ -255,6 +317,7 @@ mod tests {
                 keep: 0,
             },
             1,
+            DEFAULT_QUEUE_BYTES,
         )
         .unwrap();
         for _ in 0..10_000 {
@@ -266,5 +329,56 @@ mod tests {
             total, 10_000,
             "every line is either written or counted as dropped"
         );
+    }
+
+    #[test]
+    fn the_byte_budget_never_overcommits() {
+        let b = ByteBudget {
+            queued: AtomicUsize::new(0),
+            max: 100,
+        };
+        assert!(!b.try_take(101), "a line bigger than the whole budget");
+        assert!(b.try_take(60));
+        assert!(!b.try_take(41));
+        assert!(b.try_take(40));
+        assert!(!b.try_take(1));
+        b.give_back(60);
+        assert!(b.try_take(60));
+        assert_eq!(b.queued.load(Relaxed), 100);
+        // Racing senders: whatever they got never sums past the budget.
+        let b = ByteBudget {
+            queued: AtomicUsize::new(0),
+            max: 10_000,
+        };
+        let taken: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (0..10_000).filter(|_| b.try_take(7)).count() * 7))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert!(taken <= 10_000 && taken > 10_000 - 7, "{taken}");
+        assert_eq!(b.queued.load(Relaxed), taken);
+    }
+
+    #[test]
+    fn lines_over_the_byte_budget_are_dropped_and_counted() {
+        let path = std::env::temp_dir().join(format!("aigw-ls3-{}", std::process::id()));
+        let target = Target::File {
+            path: path.clone(),
+            max_bytes: 0,
+            keep: 0,
+        };
+        let sink = Sink::start("t3", target, 1024, 1000).unwrap();
+        sink.send("x".repeat(1000)); // 1001 bytes with its newline: never fits
+        sink.send("y".repeat(10));
+        sink.close();
+        assert_eq!(sink.dropped.load(Relaxed), 1);
+        assert_eq!(sink.accepted.load(Relaxed), 1);
+        assert_eq!(sink.queued_bytes(), 0, "the writer gave every byte back");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{}\n", "y".repeat(10))
+        );
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -2,6 +2,7 @@
 //! `Relaxed` load+store, no read-modify-write), announces new label sets through a lock-free
 //! queue, and the admin thread sums every worker's values when `/metrics` is scraped.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -99,13 +100,43 @@ impl Histogram {
             .position(|&b| secs <= b)
             .unwrap_or(BUCKETS.len());
         bump(&self.counts[i], 1);
-        bump(&self.sum_ns, d.as_nanos() as u64);
+        bump(
+            &self.sum_ns,
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+        );
     }
 }
 
-/// Add without a locked instruction: only the owning worker ever writes this value.
+/// Add without a locked instruction: only the owning worker ever writes this value. Saturating: a
+/// counter must never wrap and appear to go backwards.
 fn bump(a: &AtomicU64, v: u64) {
-    a.store(a.load(Relaxed).wrapping_add(v), Relaxed);
+    a.store(a.load(Relaxed).saturating_add(v), Relaxed);
+}
+
+/// Most bytes of a label value; longer values are cut at a char boundary.
+pub const MAX_LABEL_BYTES: usize = 128;
+
+/// A label value as it may be stored and rendered: at most [`MAX_LABEL_BYTES`] bytes, cut at a
+/// char boundary, with every control character (C0, DEL, C1: line breaks, escape sequences)
+/// replaced by U+FFFD, so that no value can break a line of the text format or a terminal.
+/// Borrowed when the value already qualifies (the common case: no allocation).
+pub fn label_value(v: &str) -> Cow<'_, str> {
+    if v.len() <= MAX_LABEL_BYTES && !v.chars().any(char::is_control) {
+        return Cow::Borrowed(v);
+    }
+    let mut out = String::with_capacity(v.len().min(MAX_LABEL_BYTES));
+    for c in v.chars() {
+        let c = if c.is_control() {
+            char::REPLACEMENT_CHARACTER
+        } else {
+            c
+        };
+        if out.len() + c.len_utf8() > MAX_LABEL_BYTES {
+            break;
+        }
+        out.push(c);
+    }
+    Cow::Owned(out)
 }
 
 /// One counter series announced to the admin thread.
@@ -174,7 +205,21 @@ impl LocalMetrics {
     }
 
     /// Add `v` to a series whose label names are given here (families with configurable labels).
+    /// Label values are capped and cleaned by [`label_value`] first.
     pub fn add_named(&self, family: usize, names: &[&'static str], labels: &[&str], v: u64) {
+        if labels
+            .iter()
+            .any(|l| matches!(label_value(l), Cow::Owned(_)))
+        {
+            let clean: Vec<Cow<'_, str>> = labels.iter().map(|l| label_value(l)).collect();
+            let clean: Vec<&str> = clean.iter().map(|c| c.as_ref()).collect();
+            return self.add_clean(family, names, &clean, v);
+        }
+        self.add_clean(family, names, labels, v)
+    }
+
+    /// [`add_named`](Self::add_named) with label values already through [`label_value`].
+    fn add_clean(&self, family: usize, names: &[&'static str], labels: &[&str], v: u64) {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         family.hash(&mut h);
         names.hash(&mut h);
@@ -205,7 +250,7 @@ impl LocalMetrics {
                 .collect();
             if folded[..] != *labels {
                 drop(map);
-                return self.add_named(family, names, &folded, v);
+                return self.add_clean(family, names, &folded, v);
             }
         }
         self.count.set(self.count.get() + 1);
@@ -266,7 +311,7 @@ impl Registry {
             let v = s.value.load(Relaxed);
             let key = (s.family, &s.names[..], &s.labels[..]);
             match index.get(&key) {
-                Some(&i) => sums[i].1 += v,
+                Some(&i) => sums[i].1 = sums[i].1.saturating_add(v),
                 None => {
                     index.insert(key, sums.len());
                     sums.push((key, v));
@@ -356,15 +401,15 @@ impl Registry {
             .chain(["+Inf".to_string()])
             .enumerate()
         {
-            cum += self
+            cum = self
                 .workers
                 .iter()
                 .map(|w| pick(w).counts[i].load(Relaxed))
-                .sum::<u64>();
+                .fold(cum, u64::saturating_add);
             let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cum}");
         }
         for w in &self.workers {
-            sum_ns += pick(w).sum_ns.load(Relaxed);
+            sum_ns = sum_ns.saturating_add(pick(w).sum_ns.load(Relaxed));
         }
         let _ = writeln!(
             out,
@@ -374,10 +419,18 @@ impl Registry {
     }
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Escape a label value for the text format (backslash, quote and line feed are its only
+/// escapes); values were cleaned by [`label_value`] when stored, so no other control character
+/// is left to break a line.
+fn escape(v: &str) -> Cow<'_, str> {
+    if !v.contains(['\\', '"', '\n']) {
+        return Cow::Borrowed(v);
+    }
+    Cow::Owned(
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n"),
+    )
 }
 
 #[cfg(test)]

@@ -2,11 +2,13 @@
 //! log line and, for a successful completion, its message-store record. Never waits on IO: the log
 //! lines go to their writer threads through bounded channels.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aigw_core::config::Dimension;
+use aigw_core::limit::MAX_REQUEST_TOKENS;
 use aigw_core::openai::Usage;
 use serde_json::json;
 
@@ -138,22 +140,31 @@ pub fn finish(
             ("total", u.total_tokens),
         ] {
             values[0] = ty;
-            m.add_named(F_TOKENS, &names, &values, v);
+            // An upstream's absurd usage counts at the per-request ceiling (see settle).
+            m.add_named(F_TOKENS, &names, &values, v.min(MAX_REQUEST_TOKENS));
         }
     }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let usage = rec.usage.unwrap_or_default();
+    // What the client (or the upstream) chose, as log lines may carry it.
+    let request_id = log_field(&rec.request_id, MAX_LOG_FIELD_BYTES);
+    let model = log_field(&rec.model, MAX_LOG_FIELD_BYTES);
+    let region = rec
+        .region
+        .as_deref()
+        .map(|r| log_field(r, MAX_LOG_FIELD_BYTES));
     if let Some(sink) = &shard.sinks.access {
+        let method = String::from_utf8_lossy(&req.head.method);
         let line = json!({
             "time": rfc3339_ms(now_ms),
-            "request_id": rec.request_id,
+            "request_id": request_id,
             "consumer": consumer,
             "client_ip": ip,
-            "method": String::from_utf8_lossy(&req.head.method),
-            "path": req.head.path(),
-            "model": rec.model,
+            "method": log_field(&method, MAX_LOG_FIELD_BYTES),
+            "path": log_field(req.head.path(), MAX_LOG_PATH_BYTES),
+            "model": model,
             "backend": backend,
             "status": rec.status,
             "prompt_tokens": usage.prompt_tokens,
@@ -181,11 +192,11 @@ pub fn finish(
                 (t, *c || c2)
             });
             let line = json!({
-                "id": format!("msg-{}", rec.request_id),
+                "id": format!("msg-{request_id}"),
                 "timestamp": rfc3339_ms(now_ms),
-                "model": rec.model,
-                "region": rec.region,
-                "request_id": rec.request_id,
+                "model": model,
+                "region": region,
+                "request_id": request_id,
                 "consumer": consumer,
                 "client_ip": ip,
                 "operation": rec.operation,
@@ -203,6 +214,33 @@ pub fn finish(
     }
 }
 
+/// Most bytes of a short client- or upstream-chosen log field (model, request id, region, method).
+pub const MAX_LOG_FIELD_BYTES: usize = 256;
+/// Most bytes of the logged request path (query included).
+pub const MAX_LOG_PATH_BYTES: usize = 1024;
+
+/// A short field as a log line may carry it: cut to `max` bytes at a char boundary, with control
+/// characters (C0, DEL, C1: line breaks, terminal escape sequences) replaced by U+FFFD. The JSON
+/// encoder escapes quotes and backslashes; this keeps lines short and safe to view in a terminal.
+pub fn log_field(s: &str, max: usize) -> Cow<'_, str> {
+    if s.len() <= max && !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len().min(max));
+    for c in s.chars() {
+        let c = if c.is_control() {
+            char::REPLACEMENT_CHARACTER
+        } else {
+            c
+        };
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(c);
+    }
+    Cow::Owned(out)
+}
+
 /// `s` cut to at most `max` bytes on a char boundary, and whether it was cut.
 fn cut(s: &str, max: usize) -> (&str, bool) {
     if s.len() <= max {
@@ -213,4 +251,23 @@ fn cut(s: &str, max: usize) -> (&str, bool) {
         end -= 1;
     }
     (&s[..end], true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_fields_are_capped_and_cleaned() {
+        assert!(matches!(log_field("gpt-4o", 256), Cow::Borrowed("gpt-4o")));
+        let huge = format!("m\r\n{{\"x\":1}}\u{1b}[2J\u{9b}{}", "é".repeat(1 << 16));
+        let f = log_field(&huge, MAX_LOG_FIELD_BYTES);
+        assert!(f.len() <= MAX_LOG_FIELD_BYTES && f.len() > MAX_LOG_FIELD_BYTES - 4);
+        assert!(!f.chars().any(char::is_control), "{f:?}");
+        assert!(f.starts_with("m\u{fffd}\u{fffd}{\"x\":1}\u{fffd}[2J\u{fffd}é"));
+        // As a JSON line: one line, bounded.
+        let line = json!({ "model": f }).to_string();
+        assert!(!line.contains('\n') && line.len() < 2 * MAX_LOG_FIELD_BYTES);
+        assert_eq!(cut("héllo", 2), ("h", true));
+    }
 }

@@ -17,7 +17,7 @@ use crate::admin::Admin;
 use crate::admission::Limiters;
 use crate::control::{Control, Shutdown};
 use crate::health::HealthRegistry;
-use crate::logsink::{Sink, Target};
+use crate::logsink::{Sink, Target, DEFAULT_QUEUE_BYTES};
 use crate::metrics::{LocalMetrics, Registry};
 use crate::mock_server::MockService;
 use crate::pipeline::Gateway;
@@ -122,6 +122,9 @@ pub fn run(
             shared.shutdown.clone(),
         )?;
     }
+    // Idle per-address and per-header buckets are dropped here, off the request path.
+    crate::admission::start_pruner(Arc::downgrade(&shared.limiters))
+        .map_err(|e| format!("cannot spawn the limits thread: {e}"))?;
     let (tx, rx) = mpsc::channel::<Result<(), String>>();
     for i in 0..plan.workers {
         let (tx, shared, driver, gateway) = (tx.clone(), shared.clone(), plan.driver, plan.gateway);
@@ -195,7 +198,12 @@ fn open_sinks(log: &aigw_core::config::LogConfig) -> Result<Sinks, String> {
     use aigw_core::config::AccessLog;
     let access = match &log.access {
         AccessLog::Off => None,
-        AccessLog::Stdout => Some(Sink::start("access", Target::Stdout, log.access_buffer)),
+        AccessLog::Stdout => Some(Sink::start(
+            "access",
+            Target::Stdout,
+            log.access_buffer,
+            DEFAULT_QUEUE_BYTES,
+        )),
         AccessLog::File(p) => Some(Sink::start(
             "access",
             Target::File {
@@ -204,6 +212,7 @@ fn open_sinks(log: &aigw_core::config::LogConfig) -> Result<Sinks, String> {
                 keep: 0,
             },
             log.access_buffer,
+            DEFAULT_QUEUE_BYTES,
         )),
     };
     let access = access
@@ -220,6 +229,8 @@ fn open_sinks(log: &aigw_core::config::LogConfig) -> Result<Sinks, String> {
                     keep: m.keep_files,
                 },
                 log.access_buffer,
+                // Room for several of the largest lines (two bodies, JSON-escaped).
+                DEFAULT_QUEUE_BYTES.max(m.max_body_bytes.saturating_mul(32)),
             )
             .map_err(|e| format!("cannot open the message store {}: {e}", m.path.display()))?,
         ),

@@ -276,6 +276,31 @@ mod tests {
     }
 
     #[test]
+    fn huge_numbers_saturate_instead_of_wrapping() {
+        let b = TokenBucket::new(1000);
+        assert!(b.try_reserve(u64::MAX, T0).is_err_and(|d| d.too_large));
+        // An absurd settlement puts the bucket in debt for good; nothing wraps back to "full".
+        let r = b.try_reserve(10, T0).unwrap();
+        b.settle(r, u64::MAX, T0);
+        for later in [T0, T0 + 3600 * SEC, T0 * 1000] {
+            assert_eq!(b.remaining(later), 0);
+            assert!(b.try_reserve(1, later).is_err_and(|d| !d.too_large));
+            assert!(b.reset_after_ns(later) > 0);
+        }
+        // A refund from the saturated state lands on "full", not below zero.
+        b.settle(Reservation { tokens: u64::MAX }, 0, T0);
+        assert_eq!(b.remaining(T0), 1000);
+
+        // Limits at the top of the range: no overflow in the unit arithmetic.
+        for tpm in [1 << 40, u64::MAX / 2, u64::MAX] {
+            let big = TokenBucket::new(tpm);
+            assert!(big.try_reserve(tpm, T0).is_ok());
+            big.settle(Reservation { tokens: tpm }, u64::MAX, T0);
+            let _ = (big.remaining(T0), big.reset_after_ns(T0));
+        }
+    }
+
+    #[test]
     fn threads_never_overspend_a_frozen_bucket() {
         for limit in [1000, 99_991, 1_000_000_000] {
             let b = TokenBucket::new(limit);

@@ -255,6 +255,32 @@ mod tests {
     }
 
     #[test]
+    fn huge_numbers_are_refused_or_clamped() {
+        let q = Quota::new(Period::Day, u64::MAX);
+        assert_eq!(q.limit(), MAX_QUOTA);
+        assert!(q.try_reserve(u64::MAX, MON).unwrap_err().too_large);
+        let r = q.try_reserve(MAX_QUOTA, MON).unwrap();
+        q.settle(r, u64::MAX);
+        assert_eq!(q.remaining(MON), 0);
+        // The usage stayed in its bits: the window tag is intact and the next day is fresh.
+        assert_eq!(q.remaining(MON + DAY), MAX_QUOTA);
+
+        let q = Quota::new(Period::Hour, 10);
+        let unreserved = QuotaReservation {
+            tokens: 0,
+            window_start: MON,
+        };
+        q.settle(unreserved, u64::MAX);
+        assert_eq!(q.remaining(MON), 0);
+        assert_eq!(q.remaining(MON + HOUR), 10);
+        // A clock at the end of time saturates the window tag instead of spilling into the usage.
+        let r = q.try_reserve(5, u64::MAX).unwrap();
+        assert_eq!(q.remaining(u64::MAX), 5);
+        q.settle(r, u64::MAX);
+        assert_eq!(q.remaining(u64::MAX), 0);
+    }
+
+    #[test]
     fn threads_never_overspend_a_window() {
         let q = Quota::new(Period::Day, 50_000);
         let per_window = std::thread::scope(|s| {

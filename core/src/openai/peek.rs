@@ -138,10 +138,19 @@ mod tests {
     }
 }
 
+/// The longest boundary RFC 2046 allows; a body announcing a longer one is not parsed.
+pub const MAX_BOUNDARY_BYTES: usize = 70;
+
 /// The value of the form field `name` in a `multipart/form-data` body (audio transcription and
-/// image edit calls carry `model` this way). Borrowed from the body; `None` when absent or not
-/// UTF-8.
+/// image edit calls carry `model` this way). Borrowed from the body; `None` when absent, not UTF-8,
+/// or when the boundary is empty or longer than [`MAX_BOUNDARY_BYTES`].
+///
+/// Linear in the body: every search (`memchr::memmem`, itself linear) starts where the previous
+/// one ended: a delimiter, then its part's head up to the blank line, then the part's content up
+/// to the next delimiter.
 pub fn multipart_field<'a>(body: &'a [u8], content_type: &[u8], name: &str) -> Option<&'a str> {
+    use memchr::memmem::Finder;
+
     let ct = std::str::from_utf8(content_type).ok()?;
     let (kind, params) = ct.split_once(';')?;
     if !kind.trim().eq_ignore_ascii_case("multipart/form-data") {
@@ -153,29 +162,54 @@ pub fn multipart_field<'a>(body: &'a [u8], content_type: &[u8], name: &str) -> O
             .eq_ignore_ascii_case("boundary")
             .then(|| v.trim().trim_matches('"'))
     })?;
-    let delim = format!("--{boundary}");
-    let mut rest = body;
-    while let Some(at) = find(rest, delim.as_bytes()) {
-        rest = &rest[at + delim.len()..];
-        let head_end = find(rest, b"\r\n\r\n")?;
-        let head = std::str::from_utf8(&rest[..head_end]).ok()?;
-        let wanted = head.lines().any(|l| {
-            let l = l.to_ascii_lowercase();
-            l.starts_with("content-disposition:")
-                && l.split(';')
-                    .any(|p| p.trim() == format!("name=\"{}\"", name.to_ascii_lowercase()))
-        });
-        if wanted {
-            let value = &rest[head_end + 4..];
-            let end = find(value, format!("\r\n{delim}").as_bytes())?;
-            return std::str::from_utf8(&value[..end]).ok();
-        }
+    if boundary.is_empty() || boundary.len() > MAX_BOUNDARY_BYTES {
+        return None;
     }
-    None
+    // A delimiter is CRLF "--" boundary; the first one may also open the body (no preamble).
+    let delim = [b"\r\n--", boundary.as_bytes()].concat();
+    let next_delim = Finder::new(&delim);
+    let blank_line = Finder::new(b"\r\n\r\n");
+    let mut at = if body.starts_with(&delim[2..]) {
+        delim.len() - 2
+    } else {
+        next_delim.find(body)? + delim.len()
+    };
+    loop {
+        let rest = body.get(at..)?;
+        if rest.starts_with(b"--") {
+            return None; // the close delimiter: no more parts
+        }
+        let head_len = blank_line.find(rest)?;
+        let content_at = at + head_len + 4;
+        let content = body.get(content_at..)?;
+        let content_len = next_delim.find(content);
+        if names_field(&rest[..head_len], name) {
+            return std::str::from_utf8(&content[..content_len?]).ok();
+        }
+        at = content_at + content_len? + delim.len();
+    }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// Whether a part's head has `Content-Disposition: ...; name="NAME"` (case-insensitively).
+fn names_field(head: &[u8], name: &str) -> bool {
+    let Ok(head) = std::str::from_utf8(head) else {
+        return false;
+    };
+    head.split("\r\n").any(|line| {
+        let Some((field, value)) = line.split_once(':') else {
+            return false;
+        };
+        field.trim().eq_ignore_ascii_case("content-disposition")
+            && value.split(';').any(|p| {
+                let p = p.trim();
+                p.get(..5)
+                    .filter(|k| k.eq_ignore_ascii_case("name="))
+                    .and_then(|_| p.get(5..))
+                    .and_then(|v| v.strip_prefix('"'))
+                    .and_then(|v| v.strip_suffix('"'))
+                    .is_some_and(|v| v.eq_ignore_ascii_case(name))
+            })
+    })
 }
 
 #[cfg(test)]
@@ -192,5 +226,84 @@ mod multipart_tests {
         assert_eq!(multipart_field(b"--XyZ\r\nbroken", ct, "model"), None);
         let quoted = b"multipart/form-data; boundary=\"XyZ\"";
         assert_eq!(multipart_field(body, quoted, "model"), Some("whisper-1"));
+    }
+
+    /// A form whose `model` field comes after `parts` other parts, with `boundary`.
+    fn form(boundary: &str, preamble: &str, parts: usize) -> Vec<u8> {
+        let mut b = preamble.as_bytes().to_vec();
+        for i in 0..parts {
+            b.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\nv{i}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        b.extend_from_slice(
+            format!("--{boundary}\r\ncontent-disposition: form-data; NAME=\"Model\"\r\n\r\nwhisper-1\r\n--{boundary}--\r\n")
+                .as_bytes(),
+        );
+        b
+    }
+
+    fn ct(boundary: &str) -> Vec<u8> {
+        format!("multipart/form-data; boundary={boundary}").into_bytes()
+    }
+
+    #[test]
+    fn parts_preambles_and_the_boundary_cap() {
+        let b70 = "b".repeat(70);
+        for (boundary, preamble, parts) in [
+            ("XyZ", "", 0),
+            ("XyZ", "", 5),
+            ("XyZ", "a preamble\r\n", 3),
+            (b70.as_str(), "", 2),
+        ] {
+            let body = form(boundary, preamble, parts);
+            assert_eq!(
+                multipart_field(&body, &ct(boundary), "model"),
+                Some("whisper-1"),
+                "{boundary} {preamble:?} {parts}"
+            );
+            assert_eq!(multipart_field(&body, &ct(boundary), "f9"), None);
+        }
+        // RFC 2046 caps the boundary at 70 bytes: a longer one is not parsed at all.
+        let b71 = "b".repeat(71);
+        let body = form(&b71, "", 2);
+        assert_eq!(multipart_field(&body, &ct(&b71), "model"), None);
+        assert_eq!(multipart_field(&body, &ct(""), "model"), None);
+        // A delimiter inside a part's content (no CRLF before it) does not end the part.
+        let body = b"--X\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nab--X\r\nzz\r\n--X\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm1\r\n--X--";
+        assert_eq!(
+            multipart_field(body, b"multipart/form-data; boundary=X", "model"),
+            Some("m1")
+        );
+    }
+
+    #[test]
+    fn hostile_four_mib_bodies_are_searched_in_linear_time() {
+        const MIB4: usize = 4 << 20;
+        // A 32 KiB boundary over a body of its near-matches: quadratic in a naive search (5.6 s
+        // in a release build before the fix); now refused by the 70-byte cap.
+        let long = "a".repeat(32 << 10);
+        let body = vec![b'a'; MIB4];
+        assert_eq!(multipart_field(&body, &ct(&long), "model"), None);
+        // The longest allowed boundary over its near-matches.
+        let b70 = "a".repeat(69) + "b";
+        let mut body = b"--".repeat(MIB4 / 2);
+        body.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(multipart_field(&body, &ct(&b70), "model"), None);
+        // Millions of delimiters with no blank line until the very end: each delimiter used to
+        // start a fresh search for the blank line over the rest of the body.
+        let mut body = b"--a".to_vec();
+        while body.len() < MIB4 {
+            body.extend_from_slice(b"\r\n--a");
+        }
+        body.extend_from_slice(b"\r\n\r\nx");
+        assert_eq!(multipart_field(&body, &ct("a"), "model"), None);
+        // And the same with the field at the very end, found.
+        let mut body = vec![b'-'; MIB4];
+        body.extend_from_slice(&form("a", "\r\n", 1));
+        assert_eq!(multipart_field(&body, &ct("a"), "model"), Some("whisper-1"));
     }
 }
