@@ -36,6 +36,7 @@ pub(crate) struct RawGateway {
     pub(crate) idle_timeout: Option<RawDuration>,
     pub(crate) header_timeout: Option<RawDuration>,
     pub(crate) max_idle_per_backend: Option<u64>,
+    pub(crate) upstream_idle_timeout: Option<RawDuration>,
 }
 
 /// `[mocks.NAME]`.

@@ -67,6 +67,10 @@ pub struct GatewayConfig {
     pub header_timeout: Duration,
     /// Most idle upstream connections kept per backend per worker. Default 64.
     pub max_idle_per_backend: usize,
+    /// An idle pooled upstream connection older than this is closed instead of reused. Default 4 s:
+    /// below the 5 s keep-alive of uvicorn (vLLM), Node and Apache, so the gateway, not the
+    /// upstream, ends idle connections.
+    pub upstream_idle_timeout: Duration,
 }
 
 /// How a backend wants its URL and credentials.

@@ -151,6 +151,7 @@ fn gateway(g: RawGateway) -> Result<GatewayConfig> {
             "max_idle_per_backend",
             g.max_idle_per_backend.unwrap_or(64),
         )?,
+        upstream_idle_timeout: timeout("upstream_idle_timeout", &g.upstream_idle_timeout, 4)?,
     })
 }
 
