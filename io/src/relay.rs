@@ -218,10 +218,17 @@ pub async fn relay_body<S: AsyncReadRent + AsyncWriteRent>(
             }
         }
         if !out.is_empty() {
-            if client.write(std::mem::take(&mut out)).await.0.is_err() {
+            let (res, written) = client.write(std::mem::take(&mut out)).await;
+            if res.is_err() {
                 return RelayEnd::ClientGone;
             }
             head_sent = true;
+            if head.framing == BodyFraming::Chunked {
+                // Re-chunked output is the gateway's own buffer: reuse it for the next read. (A
+                // relayed Content-Length piece shares the read buffer, so it is let go at once.)
+                out = written;
+                out.clear();
+            }
         }
         if done {
             break;

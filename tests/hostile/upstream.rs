@@ -17,6 +17,7 @@ both_drivers!(
     unsolicited_bytes_on_an_idle_connection_close_it_without_benching,
     stray_bytes_right_after_a_response_are_not_pooled,
     a_request_failed_on_a_fresh_reused_connection_is_not_resent,
+    a_request_failed_on_a_long_idle_connection_is_resent_once,
     idle_upstream_connections_expire,
     framing_headers_are_the_gateways_own,
     trailers_and_extensions_never_reach_the_client,
@@ -167,7 +168,7 @@ fn unsolicited_bytes_on_an_idle_connection_close_it_without_benching(d: Driver) 
         if is(req, "A") {
             vec![
                 send(&ok_json(&completion("A"))),
-                Step::Sleep(Duration::from_millis(100)),
+                Step::Sleep(Duration::from_millis(50)),
                 send(&ok_json(&completion("EVIL"))),
             ]
         } else {
@@ -177,7 +178,9 @@ fn unsolicited_bytes_on_an_idle_connection_close_it_without_benching(d: Driver) 
     let gw = start(d, &evil, "");
     let a = ask(&mut gw.client(), "A");
     assert_eq!(a.json()["id"], "A");
-    std::thread::sleep(Duration::from_millis(400)); // the stray answer is waiting in the pool
+    // The stray answer is waiting in the pool (sent 50 ms after A; HTTP/1.1 cannot tell a stray
+    // answer that arrives after the next request went out from that request's own answer).
+    std::thread::sleep(Duration::from_millis(700));
     let b = ask(&mut gw.client(), "B");
     assert_eq!(b.status, 200, "{}", b.text());
     assert_eq!(b.json()["id"], "B", "B got the unsolicited answer");
@@ -221,6 +224,28 @@ fn a_request_failed_on_a_fresh_reused_connection_is_not_resent(d: Driver) {
     let b = ask(&mut gw.client(), "B");
     assert_eq!(b.status, 502, "{}", b.text());
     assert_eq!(evil.count_containing("x-who: B"), 1, "B was sent twice");
+}
+
+/// The other side of the rule: a pooled connection idle past the threshold (1 s) that fails before
+/// any byte of an answer is the keep-alive race, and the request goes once more on a new one.
+fn a_request_failed_on_a_long_idle_connection_is_resent_once(d: Driver) {
+    let evil = Evil::start(|_, conn, req| {
+        if is(req, "A") {
+            vec![send(&ok_json(&completion("A")))]
+        } else if conn == 0 {
+            vec![Step::Close]
+        } else {
+            vec![send(&ok_json(&completion("B")))]
+        }
+    });
+    let gw = start(d, &evil, "");
+    assert_eq!(ask(&mut gw.client(), "A").json()["id"], "A");
+    std::thread::sleep(Duration::from_millis(1500));
+    let b = ask(&mut gw.client(), "B");
+    assert_eq!(b.status, 200, "{}", b.text());
+    assert_eq!(b.json()["id"], "B");
+    assert_eq!(evil.count_containing("x-who: B"), 2);
+    assert_eq!(failures(&gw), 0);
 }
 
 /// Idle upstream connections expire after `upstream_idle_timeout`: they are closed by the sweep
