@@ -139,7 +139,14 @@ impl ResponseHead {
         let no_body = (100..200).contains(&self.status) || self.status == 204 || self.status == 304;
         match self.framing {
             BodyFraming::Empty if no_body => {}
-            BodyFraming::Empty => put_header(out, b"content-length", b"0"),
+            // An empty body with a non-zero Content-Length is the answer to a HEAD: the number
+            // (validated by the decoder) describes the resource, so it is relayed, re-written.
+            BodyFraming::Empty => {
+                let n = super::find_header(&self.headers, "content-length")
+                    .and_then(|v| super::parse_content_length(v))
+                    .unwrap_or(0);
+                put_header(out, b"content-length", code.format(n).as_bytes());
+            }
             BodyFraming::Length(n) => {
                 put_header(out, b"content-length", code.format(n).as_bytes());
             }
@@ -269,6 +276,13 @@ mod tests {
         assert!(s.contains("connection: close\r\n"), "{s}");
         let s = client_head(b"HTTP/1.1 429 Too Many\r\nContent-Length: 0\r\n\r\n", false);
         assert!(s.contains("content-length: 0\r\n"), "{s}");
+        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 0042\r\n\r\n"[..]);
+        let head = super::super::decode_response_head(&mut b, true, 65536)
+            .unwrap()
+            .unwrap();
+        let mut out = BytesMut::new();
+        head.encode_for_client(&mut out, &[], &[], false);
+        assert_eq!(&out[..], b"HTTP/1.1 200 OK\r\ncontent-length: 42\r\n\r\n");
         let s = client_head(
             b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
             false,
