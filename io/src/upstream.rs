@@ -337,41 +337,39 @@ async fn open(addr: SocketAddr, how: &Transport) -> Result<UpStream, Failed> {
     // Heads and small bodies go out in one write; without this, Nagle would hold a second small
     // segment for the upstream's delayed ACK.
     s.set_nodelay(true).map_err(Failed::Tcp)?;
+    let fd = s.as_raw_fd();
     match how {
         Transport::Plain => Ok(UpStream::Plain(s)),
         Transport::Tls {
             connector,
             server_name,
-        } => {
-            let fd = s.as_raw_fd();
-            match connector.connect(server_name.clone(), s).await {
-                Ok(stream) => Ok(UpStream::Tls(Box::new(TlsUp {
-                    stream,
-                    interrupted: false,
-                    fd,
-                }))),
-                Err(e) => {
-                    let e = io::Error::from(e);
-                    let kind = e.kind();
-                    let e = io::Error::new(
-                        kind,
-                        format!(
-                            "TLS handshake with {addr} (server name {}) failed: {e}",
-                            server_name.to_str()
-                        ),
-                    );
-                    // rustls' own verdicts (InvalidData, Other) are final; a reset or EOF mid-handshake
-                    // is the network's, and the next address may do better.
-                    Err(
-                        if matches!(kind, io::ErrorKind::InvalidData | io::ErrorKind::Other) {
-                            Failed::Tls(e)
-                        } else {
-                            Failed::Tcp(e)
-                        },
-                    )
-                }
+        } => match connector.connect(server_name.clone(), s).await {
+            Ok(stream) => Ok(UpStream::Tls(Box::new(TlsUp {
+                stream,
+                interrupted: false,
+                fd,
+            }))),
+            Err(e) => {
+                let e = io::Error::from(e);
+                let kind = e.kind();
+                let e = io::Error::new(
+                    kind,
+                    format!(
+                        "TLS handshake with {addr} (server name {}) failed: {e}",
+                        server_name.to_str()
+                    ),
+                );
+                // rustls' own verdicts (InvalidData, Other) are final; a reset or EOF mid-handshake
+                // is the network's, and the next address may do better.
+                Err(
+                    if matches!(kind, io::ErrorKind::InvalidData | io::ErrorKind::Other) {
+                        Failed::Tls(e)
+                    } else {
+                        Failed::Tcp(e)
+                    },
+                )
             }
-        }
+        },
         Transport::Unusable(why) => Err(Failed::Tls(io::Error::other(why.clone()))),
     }
 }
