@@ -19,6 +19,8 @@ mod common;
 mod admission;
 #[path = "hostile/breaker.rs"]
 mod breaker;
+#[path = "common/evil.rs"]
+mod evil;
 #[path = "hostile/framing.rs"]
 mod framing;
 #[path = "hostile/upstream.rs"]

@@ -190,21 +190,26 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Drop a failed response we will not relay; keep the connection when its body is already read.
+/// Drop a failed response we will not relay; keep the connection only when its body is already
+/// read exactly to the end (nothing missing, nothing behind it).
 fn discard(shard: &Shard, snap: &Snapshot, mut won: Won) {
-    if let BodyFraming::Length(n) = won.resp.framing {
-        if won.up.conn.buf.len() as u64 == n && won.resp.keep_alive {
-            won.up.conn.buf.clear();
-            let max = snap.cfg.gateway.max_idle_per_backend;
-            shard
-                .pools
-                .put(&snap.backend_keys[won.backend], won.up, max);
-        }
+    let complete = match won.resp.framing {
+        BodyFraming::Length(n) => won.up.conn.buf.len() as u64 == n,
+        BodyFraming::Empty => won.up.conn.buf.is_empty(),
+        BodyFraming::Chunked | BodyFraming::UntilClose => false,
+    };
+    if complete && won.resp.keep_alive {
+        won.up.conn.buf.clear();
+        let max = snap.cfg.gateway.max_idle_per_backend;
+        shard
+            .pools
+            .put(&snap.backend_keys[won.backend], won.up, max);
     }
 }
 
 /// One attempt at one backend: a pooled connection when one is idle, retried once on a fresh
-/// connection if the pooled one turns out to be closed.
+/// connection only if the pooled one, idle long enough to have been closed by the upstream's
+/// keep-alive timer, failed before any byte of an answer (see `UpConn::may_resend`).
 async fn try_backend(
     shard: &Shard,
     snap: &Snapshot,
@@ -231,9 +236,8 @@ async fn try_backend(
         head_only: ask.req.head.is_method("HEAD"),
     };
     let key = &snap.backend_keys[bid];
-    let mut pooled = shard.pools.take(key);
+    let mut pooled = shard.pools.take(key, g.upstream_idle_timeout);
     loop {
-        let reused = pooled.is_some();
         let mut up = match pooled.take() {
             Some(c) => c,
             None => {
@@ -257,7 +261,7 @@ async fn try_backend(
         };
         match exchange_head(&mut up, &sent, g.upstream_timeout, wait).await {
             Ok(resp) => return Ok((up, resp)),
-            Err(UpstreamError::Io(_)) if reused => continue, // the upstream closed an idle connection
+            Err(UpstreamError::Closed(_)) if up.may_resend() => continue, // closed while idle
             Err(UpstreamError::Timeout) => {
                 return Err(GatewayError::GatewayTimeout(
                     g.upstream_timeout.as_millis() as u64
@@ -287,18 +291,13 @@ pub fn client_head(
     let mut n = itoa::Buffer::new();
     let mut replace = vec!["x-request-id", "x-aigw-backend", "x-aigw-attempts"];
     replace.extend(rate.iter().map(|(k, _)| *k));
-    if dechunk {
-        replace.push("transfer-encoding");
-    }
     let mut extra: Vec<(&str, &[u8])> = vec![
         ("x-request-id", request_id.as_bytes()),
         ("x-aigw-backend", backend_name.as_bytes()),
         ("x-aigw-attempts", n.format(won.attempts).as_bytes()),
     ];
     extra.extend_from_slice(rate);
-    if dechunk {
-        extra.push(("connection", b"close"));
-    }
-    won.resp.encode_for_client(&mut out, &replace, &extra);
+    won.resp
+        .encode_for_client(&mut out, &replace, &extra, dechunk);
     out
 }

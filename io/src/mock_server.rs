@@ -8,7 +8,7 @@ use std::time::Duration;
 use aigw_core::config::MockOptions;
 use aigw_core::error::reason;
 use aigw_core::http1::{encode_chunk_header, put_header, HeadLimits};
-use aigw_core::mock::{handle, MockBody, MockRequest, MockShared};
+use aigw_core::mock::{encode_odd_chunked, handle, MockBody, MockRequest, MockShared, Warts};
 use bytes::{BufMut, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
@@ -69,6 +69,13 @@ impl Service for MockService {
             body: &req.body,
         };
         let reply = handle(&self.options, &self.shared, &mreq, self.shard.rand01());
+        // A real upstream's interim answer comes at once; the final one after the delay.
+        let warts = Warts::parse(&req.head.headers);
+        if let Some(interim) = warts.interim_head() {
+            if conn.write(interim).await.0.is_err() {
+                return false;
+            }
+        }
         if reply.delay_ms > 0 {
             monoio::time::sleep(Duration::from_millis(reply.delay_ms)).await;
         }
@@ -83,6 +90,10 @@ impl Service for MockService {
             put_header(&mut out, k.as_bytes(), v.as_bytes());
         }
         match reply.body {
+            MockBody::Full(body) if warts.odd_framing => {
+                encode_odd_chunked(&mut out, &body);
+                conn.write(out).await.0.is_ok()
+            }
             MockBody::Full(body) => {
                 put_header(
                     &mut out,

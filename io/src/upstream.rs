@@ -1,12 +1,18 @@
 //! Per-worker upstream connection pools: keep-alive connections by backend, never shared across
 //! threads, never reused after an error. A connection is plain TCP or TLS over TCP ([`UpStream`]).
+//!
+//! A connection goes back to the pool only when its response was read to the end with nothing
+//! behind it. Idle connections expire after the configured `upstream_idle_timeout` (met when
+//! taken, and swept by [`UpstreamPools::sweep`]); one with bytes waiting or closed by the upstream
+//! while idle is dropped when taken, which is no failure of the backend.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
@@ -35,6 +41,8 @@ pub enum UpStream {
 pub struct TlsUp {
     stream: ClientTlsStream<TcpStream>,
     interrupted: bool,
+    /// The TCP socket under the TLS session (monoio-rustls does not lend it out), for peeking.
+    fd: RawFd,
 }
 
 fn interrupted() -> io::Error {
@@ -51,6 +59,34 @@ impl UpStream {
             UpStream::Plain(_) => true,
             UpStream::Tls(t) => !t.interrupted,
         }
+    }
+
+    /// The TCP socket.
+    fn raw_fd(&self) -> RawFd {
+        match self {
+            UpStream::Plain(s) => s.as_raw_fd(),
+            UpStream::Tls(t) => t.fd,
+        }
+    }
+
+    /// Is the socket silent: no bytes waiting, no EOF, no error? Only such an idle connection may
+    /// carry a request. Bytes on an idle connection are an answer nobody asked for (or, for TLS,
+    /// records we would have to read first); EOF means the upstream closed it meanwhile.
+    fn quiet(&self) -> bool {
+        let mut byte = 0u8;
+        // SAFETY: the fd is the socket this stream owns and keeps open while `self` lives; the
+        // buffer is one valid writable byte, as the length says. MSG_PEEK leaves any data in the
+        // socket and MSG_DONTWAIT makes the call return at once whatever the socket's mode; no
+        // other operation is in flight on an idle pooled connection.
+        let n = unsafe {
+            libc::recv(
+                self.raw_fd(),
+                std::ptr::addr_of_mut!(byte).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
     }
 }
 
@@ -136,13 +172,31 @@ impl AsyncWriteRent for UpStream {
     }
 }
 
+/// A request that failed on a reused connection before any byte of an answer may be sent again
+/// on a new one only if the connection had been idle at least this long: then the likely story is
+/// the upstream's keep-alive timer closing it as we wrote (servers use 2 s and more). A connection
+/// idle for less that fails is a real failure, and the request may have been acted on.
+pub const STALE_AFTER: Duration = Duration::from_secs(1);
+
 /// An upstream connection; the open-connections gauge follows its life.
 pub struct UpConn {
     /// The connection and its read buffer.
     pub conn: Conn<UpStream>,
     /// It came from the pool (so it may have been closed by the upstream meanwhile).
     pub reused: bool,
+    /// How long it sat idle in the pool before this use (zero for a new connection).
+    pub idle_for: Duration,
+    /// When it was last returned to the pool.
+    idle_since: Instant,
     metrics: Arc<WorkerMetrics>,
+}
+
+impl UpConn {
+    /// May a request that failed on this connection with nothing of an answer read be sent again
+    /// on a new connection? Only for a pooled one idle for [`STALE_AFTER`] or more.
+    pub fn may_resend(&self) -> bool {
+        self.reused && self.idle_for >= STALE_AFTER
+    }
 }
 
 impl Drop for UpConn {
@@ -166,23 +220,46 @@ impl UpstreamPools {
         }
     }
 
-    /// The most recently returned idle connection for `key`, if any (warmest first).
-    pub fn take(&self, key: &str) -> Option<UpConn> {
-        let mut c = self.idle.borrow_mut().get_mut(key)?.pop()?;
-        c.reused = true;
-        Some(c)
+    /// The most recently returned idle connection for `key` (warmest first) that is still
+    /// usable: one idle for `idle_timeout` or more, or with bytes waiting, or closed by the
+    /// upstream, is dropped on the way (no failure of the backend: nothing was asked of it).
+    pub fn take(&self, key: &str, idle_timeout: Duration) -> Option<UpConn> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(key)?;
+        while let Some(mut c) = list.pop() {
+            let idle_for = c.idle_since.elapsed();
+            if idle_for >= idle_timeout || !c.conn.io.quiet() {
+                continue;
+            }
+            c.reused = true;
+            c.idle_for = idle_for;
+            return Some(c);
+        }
+        None
     }
 
     /// Return a healthy connection whose last response was read completely.
-    pub fn put(&self, key: &str, conn: UpConn, max_idle: usize) {
+    pub fn put(&self, key: &str, mut conn: UpConn, max_idle: usize) {
         if !conn.conn.buf.is_empty() || !conn.conn.io.usable() {
             return; // leftover bytes mean the framing is off, or a TLS operation was cut: never reuse.
         }
+        conn.idle_since = Instant::now();
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(key.to_string()).or_default();
         if list.len() < max_idle {
             list.push(conn);
         }
+    }
+
+    /// Close idle connections that expired or that the upstream closed (or wrote to) meanwhile,
+    /// so they do not hold sockets until the next request for their backend. Called periodically
+    /// by each worker.
+    pub fn sweep(&self, idle_timeout: Duration) {
+        let mut idle = self.idle.borrow_mut();
+        for list in idle.values_mut() {
+            list.retain(|c| c.idle_since.elapsed() < idle_timeout && c.conn.io.quiet());
+        }
+        idle.retain(|_, list| !list.is_empty());
     }
 
     /// Drop idle connections of backends whose key is not in `keep` (after a reload).
@@ -222,6 +299,8 @@ impl UpstreamPools {
                     return Ok(UpConn {
                         conn: Conn::new(s),
                         reused: false,
+                        idle_for: Duration::ZERO,
+                        idle_since: Instant::now(),
                         metrics: self.metrics.clone(),
                     });
                 }
@@ -258,6 +337,7 @@ async fn open(addr: SocketAddr, how: &Transport) -> Result<UpStream, Failed> {
     // Heads and small bodies go out in one write; without this, Nagle would hold a second small
     // segment for the upstream's delayed ACK.
     s.set_nodelay(true).map_err(Failed::Tcp)?;
+    let fd = s.as_raw_fd();
     match how {
         Transport::Plain => Ok(UpStream::Plain(s)),
         Transport::Tls {
@@ -267,6 +347,7 @@ async fn open(addr: SocketAddr, how: &Transport) -> Result<UpStream, Failed> {
             Ok(stream) => Ok(UpStream::Tls(Box::new(TlsUp {
                 stream,
                 interrupted: false,
+                fd,
             }))),
             Err(e) => {
                 let e = io::Error::from(e);

@@ -308,9 +308,12 @@ async fn worker_main(
             }
         }
     }
-    // Connection tasks live on this runtime: keep it running until the process exits.
+    // Connection tasks live on this runtime: keep it running until the process exits, closing
+    // expired idle upstream connections meanwhile.
     loop {
-        monoio::time::sleep(Duration::from_secs(3600)).await;
+        monoio::time::sleep(Duration::from_secs(1)).await;
+        let idle = shard.snapshot().cfg.gateway.upstream_idle_timeout;
+        shard.pools.sweep(idle);
     }
 }
 

@@ -134,6 +134,12 @@ fn semantic_errors() {
         "invalid duration",
     );
     fails(
+        &format!("[gateway]\nupstream_idle_timeout = \"0s\"\n{TAIL}"),
+        2,
+        "gateway.upstream_idle_timeout",
+        "greater than 0",
+    );
+    fails(
         &format!("[gateway]\nheader_timeout = 0\n{TAIL}"),
         2,
         "gateway.header_timeout",

@@ -40,6 +40,7 @@ pub(crate) struct RawGateway {
     pub(crate) drain_timeout: Option<RawDuration>,
     pub(crate) max_upstream_hint: Option<RawDuration>,
     pub(crate) dns_ttl: Option<RawDuration>,
+    pub(crate) upstream_idle_timeout: Option<RawDuration>,
 }
 
 /// `[mocks.NAME]`.

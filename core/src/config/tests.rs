@@ -238,6 +238,7 @@ fn defaults() {
         (g.upstream_timeout, g.connect_timeout),
         (Duration::from_secs(300), Duration::from_secs(5))
     );
+    assert_eq!(g.upstream_idle_timeout, Duration::from_secs(4));
     assert_eq!(
         (g.idle_timeout, g.header_timeout),
         (Duration::from_secs(60), Duration::from_secs(10))

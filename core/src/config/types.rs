@@ -77,6 +77,10 @@ pub struct GatewayConfig {
     pub max_upstream_hint: Duration,
     /// How long a backend host name's addresses are used before it is resolved again. Default 30 s.
     pub dns_ttl: Duration,
+    /// An idle pooled upstream connection older than this is closed instead of reused. Default 4 s:
+    /// below the 5 s keep-alive of uvicorn (vLLM), Node and Apache, so the gateway, not the
+    /// upstream, ends idle connections.
+    pub upstream_idle_timeout: Duration,
 }
 
 /// How a backend wants its URL and credentials.

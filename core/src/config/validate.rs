@@ -169,6 +169,7 @@ fn gateway(g: RawGateway) -> Result<GatewayConfig> {
             Duration::from_secs(30),
             Duration::from_secs(1)..=DAY,
         )?,
+        upstream_idle_timeout: timeout("upstream_idle_timeout", &g.upstream_idle_timeout, 4, DAY)?,
     })
 }
 

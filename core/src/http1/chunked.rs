@@ -132,7 +132,7 @@ impl ChunkedDecoder {
                     }
                     match b {
                         b'\r' => State::SizeLf { value },
-                        b'\n' => return Err(ChunkError::Invalid),
+                        _ if is_ctl(b) => return Err(ChunkError::Invalid),
                         _ => State::Ext {
                             value,
                             line: line + 1,
@@ -169,8 +169,11 @@ impl ChunkedDecoder {
                     line: 0,
                 },
                 State::DataCr | State::DataLf => return Err(ChunkError::Invalid),
+                // A bare LF or any other control byte in a trailer line is refused: a peer that
+                // ends lines at a bare LF would see a different end of the body.
                 State::TrailerStart { total } => match b {
                     b'\r' => State::EndLf,
+                    _ if is_ctl(b) => return Err(ChunkError::Invalid),
                     _ => State::Trailer { total: total + 1 },
                 },
                 State::Trailer { total } => {
@@ -179,6 +182,7 @@ impl ChunkedDecoder {
                     }
                     match b {
                         b'\r' => State::TrailerLf { total },
+                        _ if is_ctl(b) => return Err(ChunkError::Invalid),
                         _ => State::Trailer { total: total + 1 },
                     }
                 }
@@ -205,6 +209,11 @@ impl ChunkedDecoder {
             done: self.state == State::Done,
         })
     }
+}
+
+/// A control byte other than HTAB (CR is handled by the caller before this is asked).
+fn is_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -257,6 +266,12 @@ mod tests {
             b"\r\n",
             b"fffffffffffffffff\r\n",
             b"5\nhello",
+            b"1;a\nb\r\nx\r\n",
+            b"1;a\x00\r\nx\r\n",
+            b"0\r\nX-A: 1\nX-Evil: 2\r\n\r\n",
+            b"0\r\n\nX: 1\r\n\r\n",
+            b"0\r\nX-A: a\x00b\r\n\r\n",
+            b"0\r\nX-A: 1\r\n\n",
         ] {
             let mut d = ChunkedDecoder::new();
             assert!(
@@ -264,6 +279,23 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
+        }
+    }
+
+    #[test]
+    fn control_bytes_in_extensions_and_trailers_are_refused_at_every_split() {
+        for bad in [
+            &b"1;a\nb\r\nx\r\n0\r\n\r\n"[..],
+            b"1\r\nx\r\n0\r\nX-A: 1\nX-Evil: 2\r\n\r\n",
+            b"1\r\nx\r\n0;e\x7f\r\n\r\n",
+        ] {
+            for cut in 0..=bad.len() {
+                let mut d = ChunkedDecoder::new();
+                let r = d
+                    .feed(&bad[..cut], |_| {})
+                    .and_then(|_| d.feed(&bad[cut..], |_| {}));
+                assert_eq!(r, Err(ChunkError::Invalid), "split at {cut} of {bad:?}");
+            }
         }
     }
 

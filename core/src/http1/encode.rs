@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::{has_token, Header, ResponseHead};
+use super::{has_token, BodyFraming, Header, ResponseHead};
 
 /// Headers that describe one hop and never cross the proxy (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 9] = [
@@ -171,10 +171,22 @@ pub fn put_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
 }
 
 impl ResponseHead {
-    /// Write this head for the client: same status, reason and headers, minus the hop-by-hop ones
-    /// (except `Transfer-Encoding`, because the body is relayed in its original framing), minus any
-    /// header in `replace`, plus `extra`.
-    pub fn encode_for_client(&self, out: &mut BytesMut, replace: &[&str], extra: &[(&str, &[u8])]) {
+    /// Write this head for the client: same status, reason and headers, minus the hop-by-hop ones,
+    /// minus any header in `replace`, plus `extra`.
+    ///
+    /// The framing headers are always the gateway's, written from the framing it decoded, never
+    /// copied: the body is re-framed by the relay (`Content-Length` of the decoded length, chunks of
+    /// its own), so an upstream `Content-Length`, `Transfer-Encoding` or a `Connection` header
+    /// naming either cannot misframe what the client reads. With `unframed` (an HTTP/1.0 client of
+    /// a chunked body) the data goes out plain and the connection closes after it; a body delimited
+    /// by the upstream's close is delimited by the gateway's close too.
+    pub fn encode_for_client(
+        &self,
+        out: &mut BytesMut,
+        replace: &[&str],
+        extra: &[(&str, &[u8])],
+        unframed: bool,
+    ) {
         let mut code = itoa::Buffer::new();
         out.put_slice(b"HTTP/1.1 ");
         out.put_slice(code.format(self.status).as_bytes());
@@ -183,14 +195,35 @@ impl ResponseHead {
         out.put_slice(b"\r\n");
         for h in &self.headers {
             let n = &h.name[..];
-            let keep_te = n.eq_ignore_ascii_case(b"transfer-encoding");
-            if (!keep_te && is_hop_by_hop(n))
+            if is_hop_by_hop(n)
+                || n.eq_ignore_ascii_case(b"content-length")
                 || named_by_connection(&self.headers, n)
                 || replace.iter().any(|r| n.eq_ignore_ascii_case(r.as_bytes()))
             {
                 continue;
             }
             put_header(out, n, &h.value);
+        }
+        let no_body = (100..200).contains(&self.status) || self.status == 204 || self.status == 304;
+        match self.framing {
+            BodyFraming::Empty if no_body => {}
+            // An empty body with a non-zero Content-Length is the answer to a HEAD: the number
+            // (validated by the decoder) describes the resource, so it is relayed, re-written.
+            BodyFraming::Empty => {
+                let n = super::find_header(&self.headers, "content-length")
+                    .and_then(|v| super::parse_content_length(v))
+                    .unwrap_or(0);
+                put_header(out, b"content-length", code.format(n).as_bytes());
+            }
+            BodyFraming::Length(n) => {
+                put_header(out, b"content-length", code.format(n).as_bytes());
+            }
+            BodyFraming::Chunked if !unframed => {
+                put_header(out, b"transfer-encoding", b"chunked");
+            }
+            BodyFraming::Chunked | BodyFraming::UntilClose => {
+                put_header(out, b"connection", b"close");
+            }
         }
         for (n, v) in extra {
             put_header(out, n.as_bytes(), v);
@@ -321,5 +354,60 @@ mod tests {
         let mut out = BytesMut::new();
         encode_chunk_header(&mut out, 255);
         assert_eq!(&out[..], b"ff\r\n");
+    }
+
+    fn client_head(upstream: &[u8], unframed: bool) -> String {
+        let mut b = BytesMut::from(upstream);
+        let h = super::super::decode_response_head(&mut b, false, 65536)
+            .unwrap()
+            .unwrap();
+        let mut out = BytesMut::new();
+        h.encode_for_client(&mut out, &["x-drop"], &[("x-extra", b"1")], unframed);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn client_framing_is_the_gateways_own() {
+        // `Connection: transfer-encoding` used to drop the header while the body stayed chunked.
+        let s = client_head(
+            b"HTTP/1.1 200 OK\r\nConnection: transfer-encoding\r\nTransfer-Encoding: chunked\r\nTrailer: x-t\r\nX-Drop: 1\r\nX-Keep: 2\r\n\r\n",
+            false,
+        );
+        assert_eq!(
+            s,
+            "HTTP/1.1 200 OK\r\nX-Keep: 2\r\ntransfer-encoding: chunked\r\nx-extra: 1\r\n\r\n"
+        );
+        let s = client_head(
+            b"HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 007\r\n\r\n",
+            false,
+        );
+        assert_eq!(
+            s,
+            "HTTP/1.1 200 OK\r\ncontent-length: 7\r\nx-extra: 1\r\n\r\n"
+        );
+        let s = client_head(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            true,
+        );
+        assert!(
+            s.contains("connection: close\r\n") && !s.contains("chunked"),
+            "{s}"
+        );
+        let s = client_head(b"HTTP/1.0 200 OK\r\n\r\n", false);
+        assert!(s.contains("connection: close\r\n"), "{s}");
+        let s = client_head(b"HTTP/1.1 429 Too Many\r\nContent-Length: 0\r\n\r\n", false);
+        assert!(s.contains("content-length: 0\r\n"), "{s}");
+        let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 0042\r\n\r\n"[..]);
+        let head = super::super::decode_response_head(&mut b, true, 65536)
+            .unwrap()
+            .unwrap();
+        let mut out = BytesMut::new();
+        head.encode_for_client(&mut out, &[], &[], false);
+        assert_eq!(&out[..], b"HTTP/1.1 200 OK\r\ncontent-length: 42\r\n\r\n");
+        let s = client_head(
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+            false,
+        );
+        assert!(!s.contains("content-length"), "{s}");
     }
 }

@@ -66,6 +66,10 @@ pub fn decode_response_head(
         return Err(DecodeError::HeadTooLarge(max_head_bytes));
     }
     let status = res.code.unwrap_or(0);
+    // httparse takes any three digits; 1xx to 5xx are the only classes with known meaning.
+    if !(100..=599).contains(&status) {
+        return Err(DecodeError::Parse(httparse::Error::Status));
+    }
     let version_minor = res.version.unwrap_or(1);
     let base: &[u8] = buf;
     let reason = res.reason.unwrap_or("");
@@ -81,6 +85,7 @@ pub fn decode_response_head(
     };
 
     let mut framing = framing_from_headers(&headers, false)?;
+    check_transfer_coding(&headers)?;
     if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
         framing = BodyFraming::Empty;
     }
@@ -96,6 +101,25 @@ pub fn decode_response_head(
         framing,
         keep_alive,
     }))
+}
+
+/// A response's transfer codings must be exactly `chunked`: the gateway decodes that framing and
+/// re-frames the body itself, and cannot undo any other coding (`gzip, chunked` would reach the
+/// client still gzip-coded but unlabelled; `gzip` alone is not even delimited).
+fn check_transfer_coding(headers: &[Header]) -> Result<(), DecodeError> {
+    let mut codings = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(b"transfer-encoding"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty());
+    match (codings.next(), codings.next()) {
+        (None, _) => Ok(()),
+        (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Ok(()),
+        _ => Err(DecodeError::Framing(
+            "a response transfer coding other than chunked",
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -180,5 +204,59 @@ mod tests {
             &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
         );
         assert!(decode_response_head(&mut b, false, 65536).is_err());
+    }
+
+    /// Decode `input` whole and split at every byte; both must agree.
+    fn decode_split(input: &[u8]) -> Result<ResponseHead, DecodeError> {
+        let mut whole = BytesMut::from(input);
+        let first = decode_response_head(&mut whole, false, 65536).map(|r| r.map(|h| h.status));
+        for cut in 0..input.len() {
+            let mut buf = BytesMut::from(&input[..cut]);
+            let r = match decode_response_head(&mut buf, false, 65536) {
+                Ok(None) => {
+                    buf.extend_from_slice(&input[cut..]);
+                    decode_response_head(&mut buf, false, 65536)
+                }
+                other => other,
+            };
+            assert_eq!(r.map(|r| r.map(|h| h.status)), first, "split at {cut}");
+        }
+        let mut whole = BytesMut::from(input);
+        decode_response_head(&mut whole, false, 65536).map(|r| r.expect("complete head"))
+    }
+
+    #[test]
+    fn hostile_upstream_heads_are_refused_at_every_split() {
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n",
+            b"HTTP/1.1 999 Nine\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 099 Low\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\n\r\n",
+            b"HTTP/2 200 OK\r\n\r\n",
+        ] {
+            assert!(
+                decode_split(bad).is_err(),
+                "accepted {:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn interim_heads_decode_without_a_body() {
+        let h =
+            decode_split(b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n").unwrap();
+        assert_eq!(h.status, 103);
+        assert_eq!(h.framing, BodyFraming::Empty);
+        let h = decode_split(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked \r\n\r\n").unwrap();
+        assert_eq!(h.framing, BodyFraming::Chunked);
     }
 }

@@ -8,12 +8,14 @@ mod embed;
 mod faults;
 mod shared;
 mod text;
+mod warts;
 
 #[cfg(test)]
 mod tests;
 
 pub use embed::{cosine, embed, DEFAULT_DIMENSIONS};
 pub use shared::{MockShared, RECENT_BODY_LIMIT, RECENT_CAPACITY};
+pub use warts::{encode_odd_chunked, Warts};
 
 use bytes::Bytes;
 use serde_json::Value;
