@@ -60,6 +60,9 @@ pub enum GatewayError {
     /// The request head or body did not arrive in time.
     #[error("the request did not arrive in time")]
     RequestTimeout,
+    /// The gateway itself is out of a resource (buffered request bodies); retry in a second.
+    #[error("{0}")]
+    Busy(String),
     /// The client closed its connection before the answer (logged as nginx's 499; nothing is
     /// sent).
     #[error("the client closed the connection")]
@@ -78,6 +81,7 @@ impl GatewayError {
             GatewayError::MethodNotAllowed => 405,
             GatewayError::RequestTimeout => 408,
             GatewayError::ClientClosed => 499,
+            GatewayError::Busy(_) => 503,
             GatewayError::BodyTooLarge(_) => 413,
             GatewayError::HeadTooLarge(_) => 431,
             GatewayError::BadGateway(_) => 502,
@@ -115,6 +119,7 @@ impl GatewayError {
             GatewayError::Version => "http_version_not_supported",
             GatewayError::RequestTimeout => "request_timeout",
             GatewayError::ClientClosed => "client_closed_request",
+            GatewayError::Busy(_) => "gateway_busy",
         }
     }
 
@@ -127,6 +132,7 @@ impl GatewayError {
             GatewayError::RateLimited { retry_after_ms } => {
                 Some(retry_after_ms.div_ceil(1000).max(1))
             }
+            GatewayError::Busy(_) => Some(1),
             _ => None,
         }
     }

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use aigw_core::balance::{bench_hint_ms, pick, Candidate, Picked};
+use aigw_core::balance::{bench_hint_ms, pick, Candidate, Picked, Ticket};
 use aigw_core::config::Pool;
 use aigw_core::error::GatewayError;
 use aigw_core::http1::{BodyFraming, ResponseHead};
@@ -119,13 +119,19 @@ pub async fn attempt(
             shard.metrics.add(F_RETRIES, &[&pool.name, backend], 1);
         }
         let bid = pool.members[idx].backend;
+        // upstream_request: this backend's bytes, checked by the encoder. A request that cannot
+        // be built is the client's error: it returns before anything counts against the backend.
+        let sent = build(snap, bid, ask)?;
         let state = &snap.health[bid];
         let ticket = state.ticket(); // outcomes count only if the breaker did not move meanwhile
         state.requests.fetch_add(1, Relaxed);
         let result = {
-            // Counted down however the attempt ends, a cancelled one (client gone) included.
-            let _in_flight = InFlight::enter(state);
-            try_backend(shard, snap, bid, ask, wait).await
+            // Counted down however the attempt ends; a cancelled one (client gone) gives its
+            // half-open probe lease back.
+            let mut guard = InFlight::enter(state, ticket);
+            let r = try_backend(shard, snap, bid, &sent, wait).await;
+            guard.finished = true;
+            r
         };
         let backend = &cfg.backends[bid];
         let now = now_ms();
@@ -160,9 +166,6 @@ pub async fn attempt(
                     attempts,
                 });
             }
-            // The request itself cannot go to this backend (a name it cannot take): the
-            // client's error, never the backend's.
-            Err(e) if e.status() < 500 => return Err(e),
             Err(e) => {
                 state.failures.fetch_add(1, Relaxed);
                 state.record(backend.circuit_breaker.as_ref(), ticket, now, true, None);
@@ -174,19 +177,31 @@ pub async fn attempt(
     }
 }
 
-/// One attempt in flight at a backend, for `/backends` and least-busy picks.
-struct InFlight<'a>(&'a aigw_core::balance::BackendState);
+/// One attempt in flight at a backend, for `/backends` and least-busy picks. Dropped before it
+/// finished (the request was cancelled), it abandons its ticket.
+struct InFlight<'a> {
+    state: &'a aigw_core::balance::BackendState,
+    ticket: Ticket,
+    finished: bool,
+}
 
 impl<'a> InFlight<'a> {
-    fn enter(state: &'a aigw_core::balance::BackendState) -> Self {
+    fn enter(state: &'a aigw_core::balance::BackendState, ticket: Ticket) -> Self {
         state.in_flight.fetch_add(1, Relaxed);
-        InFlight(state)
+        InFlight {
+            state,
+            ticket,
+            finished: false,
+        }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Relaxed);
+        self.state.in_flight.fetch_sub(1, Relaxed);
+        if !self.finished {
+            self.state.abandon(self.ticket, now_ms());
+        }
     }
 }
 
@@ -210,18 +225,13 @@ fn discard(shard: &Shard, snap: &Snapshot, mut won: Won) {
 /// One attempt at one backend: a pooled connection when one is idle, retried once on a fresh
 /// connection only if the pooled one, idle long enough to have been closed by the upstream's
 /// keep-alive timer, failed before any byte of an answer (see `UpConn::may_resend`).
-async fn try_backend(
-    shard: &Shard,
-    snap: &Snapshot,
-    bid: usize,
-    ask: &Ask<'_>,
-    wait: &mut Duration,
-) -> Result<(UpConn, ResponseHead), GatewayError> {
-    let g = &snap.cfg.gateway;
-    let backend = &snap.cfg.backends[bid];
-    // upstream_request: this backend's bytes, checked by the encoder.
+/// The bytes `ask` is sent to backend `bid` as.
+///
+/// # Errors
+/// 400 when the request cannot go to this backend (a client's error, never the backend's).
+fn build(snap: &Snapshot, bid: usize, ask: &Ask<'_>) -> Result<Sent, GatewayError> {
     let out = upstream_request(
-        backend,
+        &snap.cfg.backends[bid],
         snap.auth[bid].as_ref().map(|(n, v)| (*n, v.as_str())),
         ask.path,
         ask.model,
@@ -230,11 +240,22 @@ async fn try_backend(
         &ask.req.body,
         ask.request_id,
     )?;
-    let sent = Sent {
+    Ok(Sent {
         head: out.head.freeze(),
         body: out.body,
         head_only: ask.req.head.is_method("HEAD"),
-    };
+    })
+}
+
+async fn try_backend(
+    shard: &Shard,
+    snap: &Snapshot,
+    bid: usize,
+    sent: &Sent,
+    wait: &mut Duration,
+) -> Result<(UpConn, ResponseHead), GatewayError> {
+    let g = &snap.cfg.gateway;
+    let backend = &snap.cfg.backends[bid];
     let key = &snap.backend_keys[bid];
     let mut pooled = shard.pools.take(key, g.upstream_idle_timeout);
     loop {
@@ -259,7 +280,7 @@ async fn try_backend(
                 })?
             }
         };
-        match exchange_head(&mut up, &sent, g.upstream_timeout, wait).await {
+        match exchange_head(&mut up, sent, g.upstream_timeout, wait).await {
             Ok(resp) => return Ok((up, resp)),
             Err(UpstreamError::Closed(_)) if up.may_resend() => continue, // closed while idle
             Err(UpstreamError::Timeout) => {

@@ -67,21 +67,30 @@ pub async fn exchange_head(
     let mut out = BytesMut::with_capacity(sent.head.len() + body.len().min(COALESCE_MAX));
     out.put_slice(&sent.head);
     let t0 = Instant::now();
-    let closed = |e: std::io::Error| UpstreamError::Closed(e.to_string());
-    if body.len() <= COALESCE_MAX {
-        out.put_slice(body);
-        let (res, _) = up.conn.write(out).await;
-        res.map_err(closed)?;
-    } else {
-        let (res, _) = up.conn.write(out).await;
-        res.map_err(closed)?;
-        // A large body is written from the request's own `Bytes` (the client's bytes as read, or
-        // the de-chunked copy the front door made), not copied again behind the head.
-        let (res, _) = up.conn.write(body.clone()).await;
-        res.map_err(closed)?;
+    let deadline = t0 + timeout;
+    // Sending is bounded by the same deadline as the answer: an upstream that stops reading our
+    // body must not hold the attempt (and a half-open probe) forever. A cut write leaves the
+    // connection unusable; the caller drops it.
+    let send = async {
+        let closed = |e: std::io::Error| UpstreamError::Closed(e.to_string());
+        if body.len() <= COALESCE_MAX {
+            out.put_slice(body);
+            let (res, _) = up.conn.write(out).await;
+            res.map_err(closed)
+        } else {
+            let (res, _) = up.conn.write(out).await;
+            res.map_err(closed)?;
+            // A large body is written from the request's own `Bytes` (the client's bytes as read,
+            // or the de-chunked copy the front door made), not copied again behind the head.
+            let (res, _) = up.conn.write(body.clone()).await;
+            res.map_err(closed)
+        }
+    };
+    match monoio::time::timeout(timeout, send).await {
+        Ok(r) => r?,
+        Err(_) => return Err(UpstreamError::Timeout),
     }
     let head_req = sent.head_only;
-    let deadline = t0 + timeout;
     // Interim answers skipped so far, and their bytes.
     let (mut interim, mut interim_bytes) = (0usize, 0usize);
     let result = loop {

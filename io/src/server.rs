@@ -27,6 +27,9 @@ pub struct Request {
     pub peer: SocketAddr,
     /// When the head was complete.
     pub started: Instant,
+    /// The connection closes after the answer (a refused request's body was left unread): say
+    /// so with `connection: close`.
+    pub closing: bool,
     /// The body's share of the worker's buffering budget, given back when the request ends.
     _permit: Option<BodyPermit>,
 }
@@ -113,7 +116,8 @@ pub struct ServerLimits {
     pub max_body: u64,
     /// Idle keep-alive time before the first byte of a request.
     pub idle: Duration,
-    /// Time for a whole head (and body) once its first byte arrived.
+    /// Time for a whole head once its first byte arrived; a body gets this or 30 s, whichever
+    /// is longer (large uploads on slow links).
     pub header: Duration,
 }
 
@@ -165,9 +169,11 @@ where
             }
         };
         let started = Instant::now();
-        let mut keep_alive = head.keep_alive;
+        let keep_alive = head.keep_alive;
         let mut permit = None;
-        let (pre, body) = match svc.on_head(&head, peer) {
+        let verdict = svc.on_head(&head, peer);
+        let verdict_read = matches!(verdict, HeadVerdict::Read(_));
+        let (pre, body) = match verdict {
             HeadVerdict::Read(pre) => {
                 match read_body(&mut conn, &head, &limits, svc.body_budget(), &mut permit).await {
                     Ok(b) => (pre, b),
@@ -178,20 +184,43 @@ where
                     }
                 }
             }
-            HeadVerdict::Answer(pre) => {
-                // The body stays unread: the connection cannot carry another request after it.
-                keep_alive &= head.framing == BodyFraming::Empty;
-                (pre, Bytes::new())
-            }
+            HeadVerdict::Answer(pre) => (pre, Bytes::new()),
         };
+        // A refused request's body is never buffered: a small one is read and dropped after the
+        // answer (the connection stays usable), anything else closes the connection.
+        let unread = match (&verdict_read, head.framing) {
+            (true, _) | (false, BodyFraming::Empty) => Unread::Nothing,
+            (false, BodyFraming::Length(n)) if n <= DISCARD_MAX && !head.expect_continue => {
+                Unread::Discard(n as usize)
+            }
+            (false, _) => Unread::Close,
+        };
+        let closing = matches!(unread, Unread::Close);
         let req = Request {
             head,
             body,
             peer,
             started,
+            closing,
             _permit: permit,
         };
         let reusable = svc.call(pre, req, &mut conn).await;
+        match unread {
+            Unread::Close => {
+                linger(&mut conn).await;
+                return;
+            }
+            Unread::Discard(n) => {
+                if !reusable || !keep_alive || svc.draining() {
+                    linger(&mut conn).await;
+                    return;
+                }
+                if discard(&mut conn, n, &limits).await.is_err() {
+                    return;
+                }
+            }
+            Unread::Nothing => {}
+        }
         if !reusable || !keep_alive || svc.draining() {
             return;
         }
@@ -199,8 +228,62 @@ where
     }
 }
 
-/// How much of the body budget a chunked body takes at a time.
-const CHUNKED_STEP: u64 = 64 * 1024;
+/// A refused request's body left on the connection.
+enum Unread {
+    /// There was none, or it was read.
+    Nothing,
+    /// This many bytes follow the head: dropped as they arrive, never kept.
+    Discard(usize),
+    /// Too large, chunked or awaiting `100 Continue`: the connection closes after the answer.
+    Close,
+}
+
+/// Largest unread body dropped to keep a refused client's connection open.
+const DISCARD_MAX: u64 = 64 * 1024;
+
+/// Drop the next `n` body bytes (within the header timeout), keeping what follows them.
+async fn discard<S: AsyncReadRent + AsyncWriteRent>(
+    conn: &mut Conn<S>,
+    mut n: usize,
+    limits: &ServerLimits,
+) -> Result<(), HeadError> {
+    let deadline = Instant::now() + limits.header;
+    loop {
+        let take = n.min(conn.buf.len());
+        conn.buf.advance(take);
+        n -= take;
+        if n == 0 {
+            return Ok(());
+        }
+        fill_until(conn, deadline).await?;
+    }
+}
+
+/// Before closing a connection whose request body went unread, stop writing and drain what the
+/// client still sends for a moment (bounded in time and bytes), so the kernel does not answer
+/// the unread bytes with a reset that could destroy our answer before the client reads it.
+async fn linger<S: AsyncReadRent + AsyncWriteRent>(conn: &mut Conn<S>) {
+    let _ = conn.io.shutdown().await;
+    let deadline = Instant::now() + LINGER;
+    let mut drained = 0usize;
+    while drained < LINGER_BYTES {
+        conn.buf.clear();
+        match conn
+            .fill_within(deadline.saturating_duration_since(Instant::now()))
+            .await
+        {
+            Ok(n) => drained += n,
+            Err(_) => return,
+        }
+    }
+}
+
+/// How long [`linger`] drains, and how much.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// How much of the body budget a body takes at a time, as it arrives.
+const STEP: u64 = 64 * 1024;
 
 /// Why no request came out of the connection.
 enum HeadError {
@@ -260,10 +343,9 @@ fn head_end(buf: &[u8], scanned: &mut usize) -> bool {
 }
 
 fn busy() -> HeadError {
-    HeadError::Reply(GatewayError::Unavailable {
-        message: "the gateway is buffering too many request bodies; try again shortly".into(),
-        retry_after_secs: Some(1),
-    })
+    HeadError::Reply(GatewayError::Busy(
+        "the gateway is buffering too many request bodies; try again shortly".into(),
+    ))
 }
 
 async fn read_body<S: AsyncReadRent + AsyncWriteRent>(
@@ -282,9 +364,6 @@ async fn read_body<S: AsyncReadRent + AsyncWriteRent>(
                     limits.max_body,
                 )));
             }
-            if budget.is_some_and(|b| !b.take(permit, n)) {
-                return Err(busy());
-            }
             let n = n as usize;
             if head.expect_continue && conn.buf.len() < n {
                 send_continue(conn).await?;
@@ -295,7 +374,23 @@ async fn read_body<S: AsyncReadRent + AsyncWriteRent>(
             if conn.buf.capacity() - conn.buf.len() < ahead {
                 conn.buf.reserve(ahead);
             }
-            while conn.buf.len() < n {
+            // The budget is charged as bytes arrive, not as announced: a client that announces a
+            // large body and sends nothing holds nothing.
+            let mut held = 0u64;
+            loop {
+                if let Some(b) = budget {
+                    let have = conn.buf.len().min(n) as u64;
+                    while have > held {
+                        let step = STEP.min(n as u64 - held);
+                        if !b.take(permit, step) {
+                            return Err(busy());
+                        }
+                        held += step;
+                    }
+                }
+                if conn.buf.len() >= n {
+                    break;
+                }
                 fill_until(conn, deadline).await?;
             }
             Ok(conn.buf.split_to(n).freeze())
@@ -320,10 +415,10 @@ async fn read_body<S: AsyncReadRent + AsyncWriteRent>(
                 // The budget grows with the body, 64 KiB at a time.
                 if let Some(b) = budget {
                     while (body.len() as u64) > held {
-                        if !b.take(permit, CHUNKED_STEP) {
+                        if !b.take(permit, STEP) {
                             return Err(busy());
                         }
-                        held += CHUNKED_STEP;
+                        held += STEP;
                     }
                 }
                 if p.done {

@@ -178,6 +178,16 @@ impl BackendState {
         }
     }
 
+    /// The attempt that took `ticket` ended without an outcome (cancelled: its client hung up).
+    /// If it was the half-open probe, its lease is released so the next pick sends a new probe
+    /// at once, instead of the backend waiting out [`PROBE_LEASE_MS`].
+    pub fn abandon(&self, ticket: Ticket, now: u64) {
+        let w = self.word();
+        if w.epoch == ticket.0 && w.state == BreakerState::HalfOpen {
+            self.transition(w, BreakerState::HalfOpen, now);
+        }
+    }
+
     /// Keep it out of every pick until `now + ms` (never shortens an existing bench).
     pub fn bench(&self, now: u64, ms: u64) {
         self.pick

@@ -5,6 +5,6 @@ mod path;
 mod peek;
 
 pub use path::{backend_target, classify, query_param, ApiPath, PathError, Style};
-pub use peek::{multipart_field, peek, Peek, PeekError, MAX_BOUNDARY_BYTES};
+pub use peek::{multipart_field, peek, MultipartError, Peek, PeekError, MAX_BOUNDARY_BYTES};
 mod usage;
 pub use usage::{Tapped, Usage, UsageTap};

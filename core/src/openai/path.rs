@@ -68,7 +68,9 @@ pub fn classify(target: &str) -> Result<ApiPath<'_>, PathError> {
             return Err(PathError::NotFound);
         };
     let operation = operation.trim_end_matches('/');
-    let bad = |s: &str| s.is_empty() || s.split('/').any(|seg| seg.is_empty() || seg == "..");
+    // Every segment the gateway copies into a backend path is one plain segment: no `%2e%2e`
+    // or `%2f` for a backend that decodes before it resolves dot segments.
+    let bad = |s: &str| s.is_empty() || !s.split('/').all(crate::request::is_plain_segment);
     if bad(operation) || deployment.is_some_and(bad) {
         return Err(PathError::NotFound);
     }
@@ -179,6 +181,10 @@ mod tests {
             "/openai/deployments/x",
             "/v1/a//b",
             "/v1/../x",
+            "/openai/deployments/gpt-4o/%2e%2e/%2e%2e/files/file-1",
+            "/v1/chat/%2e%2e",
+            "/v1/files/a%2fb",
+            "/openai/deployments/..;/chat/completions",
         ] {
             assert_eq!(classify(bad), Err(PathError::NotFound), "{bad}");
         }

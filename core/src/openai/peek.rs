@@ -26,7 +26,7 @@ pub struct Peek<'a> {
 
 /// A body that claims JSON but is not.
 #[derive(Debug, thiserror::Error)]
-#[error("request body is not valid JSON: {0}")]
+#[error("request body is not a valid JSON request: {0}")]
 pub struct PeekError(#[from] serde_json::Error);
 
 #[derive(Deserialize)]
@@ -68,8 +68,10 @@ fn borrowed_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de
         fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
             Ok(Some(Cow::Owned(v.to_owned())))
         }
+        // `"model": null` is refused rather than read as "no model": the gateway would then add
+        // a `model` of its own for an OpenAI-dialect backend, and the body would carry two.
         fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
+            Err(E::custom("`model` must be a string, not null"))
         }
     }
     d.deserialize_any(V)
@@ -135,6 +137,7 @@ mod tests {
         assert!(!p.stream);
         assert!(peek(b"{\"model\": ").is_err());
         assert!(peek(br#"{"model": 5}"#).is_err());
+        assert!(peek(br#"{"model": null}"#).is_err());
     }
 }
 
@@ -148,22 +151,65 @@ pub const MAX_BOUNDARY_BYTES: usize = 70;
 /// Linear in the body: every search (`memchr::memmem`, itself linear) starts where the previous
 /// one ended: a delimiter, then its part's head up to the blank line, then the part's content up
 /// to the next delimiter.
-pub fn multipart_field<'a>(body: &'a [u8], content_type: &[u8], name: &str) -> Option<&'a str> {
+pub fn multipart_field<'a>(
+    body: &'a [u8],
+    content_type: &[u8],
+    name: &str,
+) -> Result<Option<&'a str>, MultipartError> {
+    let mut found = None;
+    let mut seen = |head: &[u8], content: &'a [u8]| match names_field(head, name) {
+        Named::No => Ok(()),
+        Named::OtherCase => Err(MultipartError::Ambiguous),
+        Named::Exactly if found.is_some() => Err(MultipartError::Ambiguous),
+        Named::Exactly => {
+            found = Some(std::str::from_utf8(content).map_err(|_| MultipartError::NotUtf8)?);
+            Ok(())
+        }
+    };
+    walk_parts(body, content_type, &mut seen)?;
+    Ok(found)
+}
+
+/// A multipart form whose field the gateway cannot read the way every backend would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MultipartError {
+    /// The field appears twice, or under another case (`Model`): backends differ on which one
+    /// they read, so what the gateway checks might not be what runs.
+    #[error("the form names its model field more than once or in another case")]
+    Ambiguous,
+    /// The field's value is not UTF-8.
+    #[error("the form's model field is not UTF-8")]
+    NotUtf8,
+}
+
+/// Call `part(head, content)` for every part of a `multipart/form-data` body, in order, until
+/// the close delimiter or the first malformed spot. One linear pass.
+fn walk_parts<'a, E>(
+    body: &'a [u8],
+    content_type: &[u8],
+    part: &mut impl FnMut(&'a [u8], &'a [u8]) -> Result<(), E>,
+) -> Result<(), E> {
     use memchr::memmem::Finder;
 
-    let ct = std::str::from_utf8(content_type).ok()?;
-    let (kind, params) = ct.split_once(';')?;
+    let Some(ct) = std::str::from_utf8(content_type).ok() else {
+        return Ok(());
+    };
+    let Some((kind, params)) = ct.split_once(';') else {
+        return Ok(());
+    };
     if !kind.trim().eq_ignore_ascii_case("multipart/form-data") {
-        return None;
+        return Ok(());
     }
-    let boundary = params.split(';').find_map(|p| {
+    let Some(boundary) = params.split(';').find_map(|p| {
         let (k, v) = p.split_once('=')?;
         k.trim()
             .eq_ignore_ascii_case("boundary")
             .then(|| v.trim().trim_matches('"'))
-    })?;
+    }) else {
+        return Ok(());
+    };
     if boundary.is_empty() || boundary.len() > MAX_BOUNDARY_BYTES {
-        return None;
+        return Ok(());
     }
     // A delimiter is CRLF "--" boundary; the first one may also open the body (no preamble).
     let delim = [b"\r\n--", boundary.as_bytes()].concat();
@@ -172,44 +218,69 @@ pub fn multipart_field<'a>(body: &'a [u8], content_type: &[u8], name: &str) -> O
     let mut at = if body.starts_with(&delim[2..]) {
         delim.len() - 2
     } else {
-        next_delim.find(body)? + delim.len()
+        match next_delim.find(body) {
+            Some(i) => i + delim.len(),
+            None => return Ok(()),
+        }
     };
     loop {
-        let rest = body.get(at..)?;
+        let Some(rest) = body.get(at..) else {
+            return Ok(());
+        };
         if rest.starts_with(b"--") {
-            return None; // the close delimiter: no more parts
+            return Ok(()); // the close delimiter: no more parts
         }
-        let head_len = blank_line.find(rest)?;
+        let Some(head_len) = blank_line.find(rest) else {
+            return Ok(());
+        };
         let content_at = at + head_len + 4;
-        let content = body.get(content_at..)?;
-        let content_len = next_delim.find(content);
-        if names_field(&rest[..head_len], name) {
-            return std::str::from_utf8(&content[..content_len?]).ok();
-        }
-        at = content_at + content_len? + delim.len();
+        let Some(content) = body.get(content_at..) else {
+            return Ok(());
+        };
+        let Some(content_len) = next_delim.find(content) else {
+            return Ok(());
+        };
+        part(&rest[..head_len], &content[..content_len])?;
+        at = content_at + content_len + delim.len();
     }
 }
 
-/// Whether a part's head has `Content-Disposition: ...; name="NAME"` (case-insensitively).
-fn names_field(head: &[u8], name: &str) -> bool {
+/// How a part's `Content-Disposition` name compares with the one looked for.
+enum Named {
+    No,
+    Exactly,
+    OtherCase,
+}
+
+/// Whether a part's head has `Content-Disposition: ...; name="NAME"`, exactly or in another case.
+fn names_field(head: &[u8], name: &str) -> Named {
     let Ok(head) = std::str::from_utf8(head) else {
-        return false;
+        return Named::No;
     };
-    head.split("\r\n").any(|line| {
+    let mut named = Named::No;
+    for line in head.split("\r\n") {
         let Some((field, value)) = line.split_once(':') else {
-            return false;
+            continue;
         };
-        field.trim().eq_ignore_ascii_case("content-disposition")
-            && value.split(';').any(|p| {
-                let p = p.trim();
-                p.get(..5)
-                    .filter(|k| k.eq_ignore_ascii_case("name="))
-                    .and_then(|_| p.get(5..))
-                    .and_then(|v| v.strip_prefix('"'))
-                    .and_then(|v| v.strip_suffix('"'))
-                    .is_some_and(|v| v.eq_ignore_ascii_case(name))
-            })
-    })
+        if !field.trim().eq_ignore_ascii_case("content-disposition") {
+            continue;
+        }
+        for p in value.split(';') {
+            let p = p.trim();
+            let v = p
+                .get(..5)
+                .filter(|k| k.eq_ignore_ascii_case("name="))
+                .and_then(|_| p.get(5..))
+                .and_then(|v| v.strip_prefix('"'))
+                .and_then(|v| v.strip_suffix('"'));
+            match v {
+                Some(v) if v == name => named = Named::Exactly,
+                Some(v) if v.eq_ignore_ascii_case(name) => return Named::OtherCase,
+                _ => {}
+            }
+        }
+    }
+    named
 }
 
 #[cfg(test)]
@@ -220,12 +291,18 @@ mod multipart_tests {
     fn finds_the_model_field() {
         let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\nRIFF\x00\x01model\r\n--XyZ\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--XyZ--\r\n";
         let ct = b"multipart/form-data; boundary=XyZ";
-        assert_eq!(multipart_field(body, ct, "model"), Some("whisper-1"));
-        assert_eq!(multipart_field(body, ct, "language"), None);
-        assert_eq!(multipart_field(body, b"application/json", "model"), None);
-        assert_eq!(multipart_field(b"--XyZ\r\nbroken", ct, "model"), None);
+        assert_eq!(multipart_field(body, ct, "model"), Ok(Some("whisper-1")));
+        assert_eq!(multipart_field(body, ct, "language"), Ok(None));
+        assert_eq!(
+            multipart_field(body, b"application/json", "model"),
+            Ok(None)
+        );
+        assert_eq!(multipart_field(b"--XyZ\r\nbroken", ct, "model"), Ok(None));
         let quoted = b"multipart/form-data; boundary=\"XyZ\"";
-        assert_eq!(multipart_field(body, quoted, "model"), Some("whisper-1"));
+        assert_eq!(
+            multipart_field(body, quoted, "model"),
+            Ok(Some("whisper-1"))
+        );
     }
 
     /// A form whose `model` field comes after `parts` other parts, with `boundary`.
@@ -240,7 +317,7 @@ mod multipart_tests {
             );
         }
         b.extend_from_slice(
-            format!("--{boundary}\r\ncontent-disposition: form-data; NAME=\"Model\"\r\n\r\nwhisper-1\r\n--{boundary}--\r\n")
+            format!("--{boundary}\r\ncontent-disposition: form-data; NAME=\"model\"\r\n\r\nwhisper-1\r\n--{boundary}--\r\n")
                 .as_bytes(),
         );
         b
@@ -262,21 +339,59 @@ mod multipart_tests {
             let body = form(boundary, preamble, parts);
             assert_eq!(
                 multipart_field(&body, &ct(boundary), "model"),
-                Some("whisper-1"),
+                Ok(Some("whisper-1")),
                 "{boundary} {preamble:?} {parts}"
             );
-            assert_eq!(multipart_field(&body, &ct(boundary), "f9"), None);
+            assert_eq!(multipart_field(&body, &ct(boundary), "f9"), Ok(None));
         }
         // RFC 2046 caps the boundary at 70 bytes: a longer one is not parsed at all.
         let b71 = "b".repeat(71);
         let body = form(&b71, "", 2);
-        assert_eq!(multipart_field(&body, &ct(&b71), "model"), None);
-        assert_eq!(multipart_field(&body, &ct(""), "model"), None);
+        assert_eq!(multipart_field(&body, &ct(&b71), "model"), Ok(None));
+        assert_eq!(multipart_field(&body, &ct(""), "model"), Ok(None));
         // A delimiter inside a part's content (no CRLF before it) does not end the part.
         let body = b"--X\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nab--X\r\nzz\r\n--X\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm1\r\n--X--";
         assert_eq!(
             multipart_field(body, b"multipart/form-data; boundary=X", "model"),
-            Some("m1")
+            Ok(Some("m1"))
+        );
+    }
+
+    /// A second `model` part, or one in another case, is refused: Starlette (vLLM) reads the
+    /// last, others the first, and names are case-sensitive for every backend.
+    #[test]
+    fn ambiguous_model_fields_are_refused() {
+        let part = |name: &str, v: &str| {
+            format!("--X\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{v}\r\n")
+        };
+        let ct = b"multipart/form-data; boundary=X";
+        let two = format!(
+            "{}{}--X--",
+            part("model", "whisper-1"),
+            part("model", "gpt-4o")
+        );
+        assert_eq!(
+            multipart_field(two.as_bytes(), ct, "model"),
+            Err(super::MultipartError::Ambiguous)
+        );
+        let cased = format!(
+            "{}{}--X--",
+            part("Model", "gpt-4o"),
+            part("model", "whisper-1")
+        );
+        assert_eq!(
+            multipart_field(cased.as_bytes(), ct, "model"),
+            Err(super::MultipartError::Ambiguous)
+        );
+        let bad = b"--X\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n\xff\r\n--X--";
+        assert_eq!(
+            multipart_field(bad, ct, "model"),
+            Err(super::MultipartError::NotUtf8)
+        );
+        let one = format!("{}{}--X--", part("file", "x"), part("model", "whisper-1"));
+        assert_eq!(
+            multipart_field(one.as_bytes(), ct, "model"),
+            Ok(Some("whisper-1"))
         );
     }
 
@@ -287,12 +402,12 @@ mod multipart_tests {
         // in a release build before the fix); now refused by the 70-byte cap.
         let long = "a".repeat(32 << 10);
         let body = vec![b'a'; MIB4];
-        assert_eq!(multipart_field(&body, &ct(&long), "model"), None);
+        assert_eq!(multipart_field(&body, &ct(&long), "model"), Ok(None));
         // The longest allowed boundary over its near-matches.
         let b70 = "a".repeat(69) + "b";
         let mut body = b"--".repeat(MIB4 / 2);
         body.extend_from_slice(b"\r\n\r\n");
-        assert_eq!(multipart_field(&body, &ct(&b70), "model"), None);
+        assert_eq!(multipart_field(&body, &ct(&b70), "model"), Ok(None));
         // Millions of delimiters with no blank line until the very end: each delimiter used to
         // start a fresh search for the blank line over the rest of the body.
         let mut body = b"--a".to_vec();
@@ -300,10 +415,13 @@ mod multipart_tests {
             body.extend_from_slice(b"\r\n--a");
         }
         body.extend_from_slice(b"\r\n\r\nx");
-        assert_eq!(multipart_field(&body, &ct("a"), "model"), None);
+        assert_eq!(multipart_field(&body, &ct("a"), "model"), Ok(None));
         // And the same with the field at the very end, found.
         let mut body = vec![b'-'; MIB4];
         body.extend_from_slice(&form("a", "\r\n", 1));
-        assert_eq!(multipart_field(&body, &ct("a"), "model"), Some("whisper-1"));
+        assert_eq!(
+            multipart_field(&body, &ct("a"), "model"),
+            Ok(Some("whisper-1"))
+        );
     }
 }

@@ -8,7 +8,7 @@ mod upstream;
 
 use std::borrow::Cow;
 
-pub use names::{check_name, check_segment, NameError, MAX_NAME_BYTES};
+pub use names::{check_name, check_segment, is_plain_segment, NameError, MAX_NAME_BYTES};
 pub use upstream::{upstream_request, UpstreamRequest};
 
 use crate::config::{Config, Dialect, PoolId};
@@ -50,7 +50,9 @@ pub fn inspect_body<'a>(
     let p = peek(body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
     // Multipart calls (audio transcriptions, image edits) carry the model as a form field.
     let form = match (&p.model, head.header("content-type")) {
-        (None, Some(ct)) => multipart_field(body, ct, "model").map(Cow::Borrowed),
+        (None, Some(ct)) => multipart_field(body, ct, "model")
+            .map_err(|e| GatewayError::BadRequest(e.to_string()))?
+            .map(Cow::Borrowed),
         _ => None,
     };
     let body_model = p.model.or(form);

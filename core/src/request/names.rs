@@ -21,7 +21,7 @@ pub enum NameError {
     #[error("the model name contains a control character")]
     Control,
     /// Cannot be a single URL path segment (the Azure dialect puts it in the path).
-    #[error("the model name '{0}' cannot be a deployment name: use letters, digits and - . _ ~ : @ ! $ ' ( ) * + , ; = only, and not '.' or '..'")]
+    #[error("the model name cannot be a deployment name ({0}): use letters, digits and - . _ ~ : only, and not '.' or '..'")]
     NotASegment(&'static str),
 }
 
@@ -39,9 +39,16 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// Is `b` allowed in a deployment segment? RFC 3986 `pchar` minus `%` (percent-encoding).
+/// Is `b` allowed in a segment the gateway builds a backend path from? Letters, digits and
+/// `-._~:` (Azure's deployment names use `[A-Za-z0-9._-]`): no `%` (the backend would decode what
+/// we did not check), no `;` (servers that read path parameters resolve `..;` as `..`).
 fn segment_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~:@!$'()*+,;=".contains(&b)
+    b.is_ascii_alphanumeric() || b"-._~:".contains(&b)
+}
+
+/// Is `s` one plain path segment: non-empty, not a dot segment, only [`segment_byte`]s?
+pub fn is_plain_segment(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && s.bytes().all(segment_byte)
 }
 
 /// Check a name that becomes one URL path segment (the Azure dialect's deployment).
@@ -51,14 +58,14 @@ fn segment_byte(b: u8) -> bool {
 pub fn check_segment(name: &str) -> Result<(), NameError> {
     check_name(name)?;
     if name.is_empty() {
-        return Err(NameError::NotASegment("(empty)"));
+        return Err(NameError::NotASegment("it is empty"));
     }
     if name == "." || name == ".." {
-        return Err(NameError::NotASegment("a dot segment"));
+        return Err(NameError::NotASegment("it is a dot segment"));
     }
     if !name.bytes().all(segment_byte) {
         return Err(NameError::NotASegment(
-            "has a character a path segment cannot hold",
+            "it has a character a path segment cannot hold",
         ));
     }
     Ok(())
@@ -88,13 +95,22 @@ mod tests {
 
     #[test]
     fn segments_are_one_segment_only() {
-        for ok in ["gpt-4o", "ft:gpt-4o-mini:org::id", "my_dep.v2", "a~b"] {
+        for ok in [
+            "gpt-4o",
+            "ft:gpt-4o-mini:org::id",
+            "my_dep.v2",
+            "a~b",
+            "...",
+        ] {
             assert_eq!(check_segment(ok), Ok(()), "{ok}");
         }
         for bad in [
             "",
             ".",
             "..",
+            "..;",
+            "a;b",
+            "a@b",
             "a/b",
             "x/chat/completions?api-version=1",
             "a#b",

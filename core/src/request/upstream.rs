@@ -25,8 +25,8 @@ pub struct UpstreamRequest {
 ///
 /// # Errors
 /// 400 when the model cannot travel to this backend (not a path segment for the Azure dialect,
-/// control characters for any), and 502 when the encoder refuses the head: a value that would
-/// break HTTP/1.1 framing never leaves the gateway.
+/// control characters for any), or when the encoder refuses the head: a value that would break
+/// HTTP/1.1 framing never leaves the gateway.
 #[allow(clippy::too_many_arguments)]
 pub fn upstream_request(
     backend: &Backend,
@@ -59,9 +59,10 @@ pub fn upstream_request(
         client_headers: &head.headers,
     };
     let mut out = BytesMut::with_capacity(512);
-    up.encode(&mut out).map_err(|e| {
-        GatewayError::BadGateway(format!("refused to send backend {}: {e}", backend.name))
-    })?;
+    // Every value the encoder checks but the backend's own (validated at load) came from the
+    // client, so a refusal is the client's error, never the backend's.
+    up.encode(&mut out)
+        .map_err(|e| GatewayError::BadRequest(format!("the request cannot be forwarded: {e}")))?;
     Ok(UpstreamRequest { head: out, body })
 }
 

@@ -3,7 +3,7 @@
 
 use aigw_core::auth::{identify, Identity};
 use aigw_core::error::GatewayError;
-use aigw_core::http1::RequestHead;
+use aigw_core::http1::{is_safe_target, RequestHead};
 use aigw_core::openai::classify;
 
 use crate::shard::Snapshot;
@@ -24,6 +24,12 @@ pub(super) enum HeadOutcome {
 
 /// Classify the path and identify the caller.
 pub(super) fn on_head(snap: &Snapshot, head: &RequestHead) -> HeadOutcome {
+    // httparse admits bytes 0x80-0xFF in a target; nothing the gateway forwards may carry them.
+    if !is_safe_target(&head.target) {
+        return HeadOutcome::Refuse(GatewayError::BadRequest(
+            "the request target must be visible ASCII (percent-encode anything else)".into(),
+        ));
+    }
     let target = std::str::from_utf8(&head.target).unwrap_or("");
     let path = match classify(target) {
         Ok(p) => p,

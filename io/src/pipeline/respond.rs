@@ -29,7 +29,7 @@ pub(super) async fn send_refusal<S: AsyncReadRent + AsyncWriteRent>(
 ) {
     let mut headers = vec![("x-request-id", ctx.rec.request_id.as_str())];
     headers.extend(ctx.rate.iter().flatten().map(|(k, v)| (*k, v.as_str())));
-    send_error_with(conn, e, false, &headers).await;
+    send_error_with(conn, e, ctx.req.closing, &headers).await;
 }
 
 /// Relay `won` to the client; returns whether the client connection may carry another request.
