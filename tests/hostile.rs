@@ -23,5 +23,7 @@ mod breaker;
 mod evil;
 #[path = "hostile/framing.rs"]
 mod framing;
+#[path = "hostile/review.rs"]
+mod review;
 #[path = "hostile/upstream.rs"]
 mod upstream;
