@@ -6,5 +6,7 @@ mod peek;
 
 pub use path::{backend_target, classify, query_param, ApiPath, PathError, Style};
 pub use peek::{multipart_field, peek, Peek, PeekError};
+mod tap;
 mod usage;
-pub use usage::{Tapped, Usage, UsageTap};
+pub use tap::{coding_of, is_accounted, Coding, Undecoded, UsageTap, MAX_DECODED_BYTES};
+pub use usage::{Tapped, Usage};
