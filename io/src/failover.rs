@@ -197,6 +197,7 @@ async fn try_backend(
         content_length: (!req.body.is_empty() || !req.head.is_method("GET"))
             .then_some(req.body.len() as u64),
         client_headers: &req.head.headers,
+        identity_encoding: aigw_core::openai::is_accounted(ask.path.operation),
     };
     let key = &snap.backend_keys[bid];
     let mut pooled = shard.pools.take(key);

@@ -229,7 +229,7 @@ impl Gateway {
             dechunk,
         );
 
-        let mut tap = UsageTap::new(sse, TAP_MAX_JSON, TAP_MAX_TEXT);
+        let mut tap = UsageTap::new(sse, TAP_MAX_JSON, TAP_MAX_TEXT).decoding(&won.resp.headers);
         let mut first: Option<Instant> = None;
         let g = &cfg.gateway;
         let end = relay_body(
@@ -254,14 +254,7 @@ impl Gateway {
         }
         let tapped = tap.finish();
         let ok = (200..300).contains(&won.resp.status);
-        let usage = ok.then(|| {
-            tapped.usage.unwrap_or_else(|| {
-                tapped.usage_or_count(
-                    model,
-                    aigw_core::tokens::estimate_prompt(model, &req.body) as u64,
-                )
-            })
-        });
+        let usage = ok.then(|| adm.usage_of(&tapped, model, &req.body));
         adm.settle(usage.map_or(0, |u| u.total_tokens), now_ns());
         rec.usage = usage;
         rec.reply = Some((tapped.text, tapped.text_truncated));
