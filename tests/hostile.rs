@@ -19,7 +19,8 @@ mod common;
 mod admission;
 #[path = "hostile/breaker.rs"]
 mod breaker;
-#[path = "hostile/compress.rs"] mod compress;
+#[path = "hostile/compress.rs"]
+mod compress;
 #[path = "hostile/framing.rs"]
 mod framing;
 #[path = "hostile/upstream.rs"]

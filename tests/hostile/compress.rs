@@ -32,7 +32,8 @@ const TPM: u64 = 300;
 fn config(compress: &str) -> String {
     let mut consumers = String::new();
     for i in 0..8 {
-        consumers += &format!("\n[consumers.c{i}]\nkeys = [\"key-{i}\"]\ntokens_per_minute = {TPM}\n");
+        consumers +=
+            &format!("\n[consumers.c{i}]\nkeys = [\"key-{i}\"]\ntokens_per_minute = {TPM}\n");
     }
     format!(
         r#"
@@ -131,7 +132,10 @@ fn charged(
     body: &[u8],
 ) -> (Response, Response, u64, u64) {
     let key = format!("key-{key}");
-    let mut h = vec![("Content-Type", "application/json"), ("api-key", key.as_str())];
+    let mut h = vec![
+        ("Content-Type", "application/json"),
+        ("api-key", key.as_str()),
+    ];
     h.extend_from_slice(headers);
     let t0 = Instant::now();
     let first = gw.call("POST", "/v1/chat/completions", &h, body);
@@ -178,7 +182,11 @@ fn forced_gzip_json_is_read_and_relayed_unchanged(d: Driver) {
     let gw = Gateway::start(d, &config("gzip"));
     let (first, _, low, high) = charged(&gw, 0, &[], &body(false, None));
     assert_eq!(first.header("content-encoding"), Some("gzip"));
-    assert_eq!(first.body[..2], [0x1f, 0x8b], "relayed compressed, unchanged");
+    assert_eq!(
+        first.body[..2],
+        [0x1f, 0x8b],
+        "relayed compressed, unchanged"
+    );
     let (usage, text) = usage_and_text(&decoded(&first));
     assert!(text.contains("Mock response from oa."), "{text}");
     assert!(usage > reservation(&first));
@@ -192,7 +200,10 @@ fn forced_gzip_json_is_read_and_relayed_unchanged(d: Driver) {
     let (first, _, low, high) = charged(&gw, 0, &force, &body(false, None));
     assert_eq!(first.header("content-encoding"), Some("gzip"));
     let (usage, _) = usage_and_text(&decoded(&first));
-    assert!((low..=high).contains(&usage), "charged {low}..={high}, usage {usage}");
+    assert!(
+        (low..=high).contains(&usage),
+        "charged {low}..={high}, usage {usage}"
+    );
 }
 
 fn forced_gzip_stream_is_read_and_relayed_unchanged(d: Driver) {
@@ -242,7 +253,10 @@ fn unreadable_encodings_are_charged_the_reservation(d: Driver) {
         if warned >= want {
             break;
         }
-        assert!(Instant::now() < deadline, "{warned} of {want} warnings in:\n{logs}");
+        assert!(
+            Instant::now() < deadline,
+            "{warned} of {want} warnings in:\n{logs}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

@@ -224,13 +224,22 @@ mod tests {
                 identity_encoding,
             }
             .encode(&mut out);
-            String::from_utf8(out.to_vec()).unwrap().to_ascii_lowercase()
+            String::from_utf8(out.to_vec())
+                .unwrap()
+                .to_ascii_lowercase()
         };
         let s = head(true);
         assert_eq!(s.matches("accept-encoding").count(), 1, "{s}");
-        assert!(s.contains("accept-encoding: identity\r\n") && s.contains("x-keep: 1\r\n"), "{s}");
+        assert!(
+            s.contains("accept-encoding: identity\r\n") && s.contains("x-keep: 1\r\n"),
+            "{s}"
+        );
         let s = head(false);
-        assert!(s.contains("accept-encoding: gzip, deflate\r\n") && s.contains("accept-encoding: br\r\n"), "{s}");
+        assert!(
+            s.contains("accept-encoding: gzip, deflate\r\n")
+                && s.contains("accept-encoding: br\r\n"),
+            "{s}"
+        );
         assert!(!s.contains("identity"), "{s}");
     }
 

@@ -45,15 +45,30 @@ fn the_force_header_wins_over_the_config() {
     let force = |v: &'static str, c: MockCompress| plan(c, &[h("X-Mock-Force-Encoding", v)]);
     let gzip_ok = [h("accept-encoding", "gzip")];
     assert_eq!(plan(MockCompress::Off, &gzip_ok), Plan::Plain);
-    assert_eq!(plan(MockCompress::Honour, &gzip_ok), Plan::Encode(MockCoding::Gzip));
+    assert_eq!(
+        plan(MockCompress::Honour, &gzip_ok),
+        Plan::Encode(MockCoding::Gzip)
+    );
     assert_eq!(plan(MockCompress::Honour, &[]), Plan::Plain);
     let br = MockCompress::Force(MockCoding::Br);
-    assert_eq!(plan(br, &[h("accept-encoding", "identity")]), Plan::Encode(MockCoding::Br));
-    assert_eq!(force("gzip", MockCompress::Off), Plan::Encode(MockCoding::Gzip));
-    assert_eq!(force(" ZSTD ", MockCompress::Off), Plan::Encode(MockCoding::Zstd));
+    assert_eq!(
+        plan(br, &[h("accept-encoding", "identity")]),
+        Plan::Encode(MockCoding::Br)
+    );
+    assert_eq!(
+        force("gzip", MockCompress::Off),
+        Plan::Encode(MockCoding::Gzip)
+    );
+    assert_eq!(
+        force(" ZSTD ", MockCompress::Off),
+        Plan::Encode(MockCoding::Zstd)
+    );
     assert_eq!(force("identity", br), Plan::Plain);
     assert_eq!(force("corrupt", MockCompress::Off), Plan::Corrupt);
-    assert_eq!(force("Compress", MockCompress::Off), Plan::Label("compress".into()));
+    assert_eq!(
+        force("Compress", MockCompress::Off),
+        Plan::Label("compress".into())
+    );
     // Not a token (it would be echoed into a header): ignored, the config decides.
     assert_eq!(force("a b", MockCompress::Off), Plan::Plain);
     assert_eq!(force("x\u{7f}", br), Plan::Encode(MockCoding::Br));
@@ -102,7 +117,12 @@ fn json_and_streams_are_compressed_and_decode_to_the_plain_answer() {
         compress: MockCompress::Honour,
         ..MockOptions::default()
     };
-    for (accepts, token) in [("gzip, deflate", "gzip"), ("deflate", "deflate"), ("br", "br"), ("zstd", "zstd")] {
+    for (accepts, token) in [
+        ("gzip, deflate", "gzip"),
+        ("deflate", "deflate"),
+        ("br", "br"),
+        ("zstd", "zstd"),
+    ] {
         let ae = [h("accept-encoding", accepts)];
         // JSON: one compressed body.
         let plain = answer(&plain_opts, &ae, CHAT);
@@ -118,7 +138,8 @@ fn json_and_streams_are_compressed_and_decode_to_the_plain_answer() {
         // SSE: one compressed stream, a piece per event, each decodable on arrival.
         let plain = answer(&plain_opts, &ae, STREAM);
         let packed = answer(&honour, &ae, STREAM);
-        let (MockBody::Sse { events: p, .. }, MockBody::Sse { events: c, .. }) = (&plain.body, &packed.body)
+        let (MockBody::Sse { events: p, .. }, MockBody::Sse { events: c, .. }) =
+            (&plain.body, &packed.body)
         else {
             panic!("expected streams")
         };
@@ -130,7 +151,11 @@ fn json_and_streams_are_compressed_and_decode_to_the_plain_answer() {
             let mut d = flate2::write::GzDecoder::new(Vec::new());
             d.write_all(&c[0]).unwrap();
             d.flush().unwrap();
-            assert_eq!(d.get_ref(), &p[0].to_vec(), "the first chunk decodes on arrival");
+            assert_eq!(
+                d.get_ref(),
+                &p[0].to_vec(),
+                "the first chunk decodes on arrival"
+            );
         }
     }
     // Honouring, but nothing acceptable: plain.
@@ -142,7 +167,9 @@ fn json_and_streams_are_compressed_and_decode_to_the_plain_answer() {
 fn forced_corrupt_and_unknown_encodings() {
     let opts = MockOptions::default();
     let plain = answer(&opts, &[], CHAT);
-    let MockBody::Full(p) = &plain.body else { panic!() };
+    let MockBody::Full(p) = &plain.body else {
+        panic!()
+    };
     // Forced gzip even though the request asked for identity.
     let forced = [h("accept-encoding", "identity"), h(FORCE_HEADER, "gzip")];
     let r = answer(&opts, &forced, CHAT);
@@ -171,7 +198,10 @@ fn config_values() {
     assert_eq!(MockCompress::parse("off"), Ok(MockCompress::Off));
     assert_eq!(MockCompress::parse("Honour"), Ok(MockCompress::Honour));
     assert_eq!(MockCompress::parse("honor"), Ok(MockCompress::Honour));
-    assert_eq!(MockCompress::parse("br"), Ok(MockCompress::Force(MockCoding::Br)));
+    assert_eq!(
+        MockCompress::parse("br"),
+        Ok(MockCompress::Force(MockCoding::Br))
+    );
     let e = MockCompress::parse("lzma").unwrap_err();
     assert!(e.contains("lzma") && e.contains("honour"), "{e}");
 }
@@ -183,6 +213,11 @@ fn config_key_is_validated_with_its_place() {
     };
     let c = crate::config::parse_str(&toml("honour"), None).unwrap();
     assert_eq!(c.mocks[0].options.compress, MockCompress::Honour);
-    let e = crate::config::parse_str(&toml("lzma"), None).unwrap_err().to_string();
-    assert!(e.contains(":6:") && e.contains("compress") && e.contains("lzma"), "{e}");
+    let e = crate::config::parse_str(&toml("lzma"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(":6:") && e.contains("compress") && e.contains("lzma"),
+        "{e}"
+    );
 }

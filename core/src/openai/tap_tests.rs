@@ -16,7 +16,9 @@ const CHAT: &str = r#"{"id":"c","object":"chat.completion","choices":[{"index":0
 fn stream_events() -> Vec<Bytes> {
     let mut ev: Vec<String> = ["Hi", " there", "."]
         .iter()
-        .map(|w| format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{w}\"}}}}]}}\n\n"))
+        .map(|w| {
+            format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{w}\"}}}}]}}\n\n")
+        })
         .collect();
     ev.push("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3,\"total_tokens\":12}}\n\n".into());
     ev.push("data: [DONE]\n\n".into());
@@ -69,7 +71,10 @@ fn every_coding_reads_like_plain_at_every_split() {
     let plain_json = whole(Coding::Identity, false, json);
     let plain_sse = whole(Coding::Identity, true, &sse);
     assert_eq!(plain_json.usage, TWELVE);
-    assert_eq!((plain_sse.usage, plain_sse.text.as_str()), (TWELVE, "Hi there."));
+    assert_eq!(
+        (plain_sse.usage, plain_sse.text.as_str()),
+        (TWELVE, "Hi there.")
+    );
     for (mc, c) in CODINGS {
         for (sse_mode, body, pieces, plain) in [
             (false, json, vec![Bytes::copy_from_slice(json)], &plain_json),
@@ -88,7 +93,11 @@ fn every_coding_reads_like_plain_at_every_split() {
                 assert_eq!(&got, plain, "{mc:?} sse={sse_mode} cut at {cut}");
             }
             let ones: Vec<&[u8]> = bytes.chunks(1).collect();
-            assert_eq!(&tap(c, sse_mode, &ones, MAX_DECODED_BYTES), plain, "{mc:?} bytewise");
+            assert_eq!(
+                &tap(c, sse_mode, &ones, MAX_DECODED_BYTES),
+                plain,
+                "{mc:?} bytewise"
+            );
         }
     }
 }
@@ -106,29 +115,54 @@ fn raw_deflate_and_concatenated_gzip_members_are_read() {
     let mut members = concat(&squeeze(MockCoding::Gzip, first));
     members.extend(concat(&squeeze(MockCoding::Gzip, rest)));
     let t = whole(Coding::Gzip, true, &members);
-    assert_eq!((t.usage, t.text.as_str(), t.undecoded), (TWELVE, "Hi there.", None));
+    assert_eq!(
+        (t.usage, t.text.as_str(), t.undecoded),
+        (TWELVE, "Hi there.", None)
+    );
 }
 
 #[test]
 fn content_encoding_headers_are_read_strictly() {
     let of = |hs: &[Header]| coding_of(hs);
     assert_eq!(of(&[]), Coding::Identity);
-    assert_eq!(of(&[header("Content-Encoding", "identity")]), Coding::Identity);
+    assert_eq!(
+        of(&[header("Content-Encoding", "identity")]),
+        Coding::Identity
+    );
     assert_eq!(of(&[header("content-encoding", " GZIP ")]), Coding::Gzip);
     assert_eq!(of(&[header("content-encoding", "x-gzip")]), Coding::Gzip);
-    assert_eq!(of(&[header("content-encoding", "deflate")]), Coding::Deflate);
+    assert_eq!(
+        of(&[header("content-encoding", "deflate")]),
+        Coding::Deflate
+    );
     assert_eq!(of(&[header("content-encoding", "br")]), Coding::Brotli);
     assert_eq!(of(&[header("content-encoding", "zstd")]), Coding::Zstd);
-    assert_eq!(of(&[header("content-encoding", "identity, br")]), Coding::Brotli);
+    assert_eq!(
+        of(&[header("content-encoding", "identity, br")]),
+        Coding::Brotli
+    );
     // Unknown, layered (in one header or two): not decoded.
-    assert_eq!(of(&[header("content-encoding", "compress")]), Coding::Unknown);
-    assert_eq!(of(&[header("content-encoding", "gzip, br")]), Coding::Unknown);
-    let two = [header("content-encoding", "gzip"), header("Content-Encoding", "gzip")];
+    assert_eq!(
+        of(&[header("content-encoding", "compress")]),
+        Coding::Unknown
+    );
+    assert_eq!(
+        of(&[header("content-encoding", "gzip, br")]),
+        Coding::Unknown
+    );
+    let two = [
+        header("content-encoding", "gzip"),
+        header("Content-Encoding", "gzip"),
+    ];
     assert_eq!(of(&two), Coding::Unknown);
     assert_eq!(of(&[header("content-type", "gzip")]), Coding::Identity);
     // The builder reads the headers.
-    let gz = concat(&squeeze(MockCoding::Gzip, &[Bytes::from_static(CHAT.as_bytes())]));
-    let mut t = UsageTap::new(false, 1 << 20, 1 << 10).decoding(&[header("content-encoding", "gzip")]);
+    let gz = concat(&squeeze(
+        MockCoding::Gzip,
+        &[Bytes::from_static(CHAT.as_bytes())],
+    ));
+    let mut t =
+        UsageTap::new(false, 1 << 20, 1 << 10).decoding(&[header("content-encoding", "gzip")]);
     t.feed(&gz);
     assert_eq!(t.finish().usage, TWELVE);
 }
@@ -143,7 +177,10 @@ fn an_unknown_coding_is_reported_and_not_read() {
 
 #[test]
 fn corrupt_and_truncated_bodies_are_reported() {
-    let gz = concat(&squeeze(MockCoding::Gzip, &[Bytes::from_static(CHAT.as_bytes())]));
+    let gz = concat(&squeeze(
+        MockCoding::Gzip,
+        &[Bytes::from_static(CHAT.as_bytes())],
+    ));
     // Scrambled after the header: nothing readable.
     let mut bad = gz.clone();
     bad.iter_mut().skip(10).for_each(|b| *b ^= 0x55);
@@ -156,7 +193,10 @@ fn corrupt_and_truncated_bodies_are_reported() {
     let t = whole(Coding::Gzip, false, &gz[..gz.len() - 4]);
     assert_eq!((t.usage, t.undecoded), (TWELVE, Some(Undecoded::Corrupt)));
     // Bytes after the end of a brotli or zstd stream, or of the last gzip member.
-    for (mc, c) in [(MockCoding::Br, Coding::Brotli), (MockCoding::Zstd, Coding::Zstd)] {
+    for (mc, c) in [
+        (MockCoding::Br, Coding::Brotli),
+        (MockCoding::Zstd, Coding::Zstd),
+    ] {
         let mut tail = concat(&squeeze(mc, &[Bytes::from_static(CHAT.as_bytes())]));
         tail.extend_from_slice(b"trailing junk");
         let t = whole(c, false, &tail);
@@ -164,16 +204,30 @@ fn corrupt_and_truncated_bodies_are_reported() {
     }
     let mut tail = gz.clone();
     tail.extend_from_slice(b"trailing junk");
-    assert_eq!(whole(Coding::Gzip, false, &tail).undecoded, Some(Undecoded::Corrupt));
+    assert_eq!(
+        whole(Coding::Gzip, false, &tail).undecoded,
+        Some(Undecoded::Corrupt)
+    );
     // Not compressed at all, yet labelled.
     for (_, c) in CODINGS {
         let t = whole(c, false, CHAT.as_bytes());
-        assert_eq!((t.usage, t.undecoded), (None, Some(Undecoded::Corrupt)), "{c:?}");
+        assert_eq!(
+            (t.usage, t.undecoded),
+            (None, Some(Undecoded::Corrupt)),
+            "{c:?}"
+        );
     }
     // A one-byte deflate body; an empty body has nothing to decode.
-    assert_eq!(whole(Coding::Deflate, false, b"x").undecoded, Some(Undecoded::Corrupt));
+    assert_eq!(
+        whole(Coding::Deflate, false, b"x").undecoded,
+        Some(Undecoded::Corrupt)
+    );
     for (_, c) in CODINGS {
-        assert_eq!(whole(c, false, b""), whole(Coding::Identity, false, b""), "{c:?}");
+        assert_eq!(
+            whole(c, false, b""),
+            whole(Coding::Identity, false, b""),
+            "{c:?}"
+        );
     }
 }
 
@@ -185,7 +239,11 @@ fn a_decompression_bomb_stops_at_the_cap() {
         let wire = concat(&squeeze(mc, &[Bytes::from(bomb.clone())]));
         assert!(wire.len() < 64 << 10, "{mc:?}: {} bytes", wire.len());
         let t = tap(c, true, &[&wire], 1 << 20);
-        assert_eq!((t.usage, t.undecoded), (None, Some(Undecoded::TooLarge)), "{mc:?}");
+        assert_eq!(
+            (t.usage, t.undecoded),
+            (None, Some(Undecoded::TooLarge)),
+            "{mc:?}"
+        );
         // Under the default cap it is read through (4 MiB < 64 MiB) and found empty.
         let t = tap(c, true, &[&wire], MAX_DECODED_BYTES);
         assert_eq!(t.undecoded, None, "{mc:?}");
@@ -195,7 +253,8 @@ fn a_decompression_bomb_stops_at_the_cap() {
     big.resize(4 << 20, b' ');
     big.extend_from_slice(b"\",\"usage\":{\"total_tokens\":5}}");
     let wire = concat(&squeeze(MockCoding::Gzip, &[Bytes::from(big.clone())]));
-    let mut t = UsageTap::new(false, 64 << 10, 1 << 10).decoding_capped(Coding::Gzip, MAX_DECODED_BYTES);
+    let mut t =
+        UsageTap::new(false, 64 << 10, 1 << 10).decoding_capped(Coding::Gzip, MAX_DECODED_BYTES);
     t.feed(&wire);
     let t = t.finish();
     let mut plain = UsageTap::new(false, 64 << 10, 1 << 10);
@@ -213,7 +272,10 @@ fn a_zstd_window_over_8_mib_is_refused() {
     let t = whole(Coding::Zstd, false, &wire);
     assert_eq!((t.usage, t.undecoded), (None, Some(Undecoded::Corrupt)));
     // The same body with the default window is read.
-    let ok = concat(&squeeze(MockCoding::Zstd, &[Bytes::from_static(CHAT.as_bytes())]));
+    let ok = concat(&squeeze(
+        MockCoding::Zstd,
+        &[Bytes::from_static(CHAT.as_bytes())],
+    ));
     assert_eq!(whole(Coding::Zstd, false, &ok).usage, TWELVE);
 }
 
@@ -223,18 +285,34 @@ fn charges_fail_closed_when_the_body_was_unreadable() {
     let never = || -> u64 { panic!("the estimate is not needed when usage was reported") };
     assert_eq!(Some(reported.charge("gpt-4o", never, 500)), TWELVE);
     // Read fine but without usage: the prompt estimate plus the counted text.
-    let counted = whole(Coding::Identity, false, br#"{"choices":[{"message":{"content":"hello world"}}]}"#);
+    let counted = whole(
+        Coding::Identity,
+        false,
+        br#"{"choices":[{"message":{"content":"hello world"}}]}"#,
+    );
     let u = counted.charge("gpt-4o", || 7, 500);
-    assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (7, 2, 9));
+    assert_eq!(
+        (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+        (7, 2, 9)
+    );
     // Unreadable: at least the reservation, split as estimate + the rest.
     let unknown = whole(Coding::Unknown, false, CHAT.as_bytes());
     let u = unknown.charge("gpt-4o", || 7, 500);
-    assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (7, 493, 500));
+    assert_eq!(
+        (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+        (7, 493, 500)
+    );
     // ...and never less than what was counted (no reservation without limits).
     let u = unknown.charge("gpt-4o", || 7, 0);
-    assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (7, 0, 7));
+    assert_eq!(
+        (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+        (7, 0, 7)
+    );
     // A usage read before the body broke is the backend's own count: it stands.
-    let gz = concat(&squeeze(MockCoding::Gzip, &[Bytes::from_static(CHAT.as_bytes())]));
+    let gz = concat(&squeeze(
+        MockCoding::Gzip,
+        &[Bytes::from_static(CHAT.as_bytes())],
+    ));
     let cut = whole(Coding::Gzip, false, &gz[..gz.len() - 4]);
     assert_eq!(Some(cut.charge("gpt-4o", never, 500)), TWELVE);
 }

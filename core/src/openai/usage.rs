@@ -55,7 +55,12 @@ impl Tapped {
     /// counted text ([`usage_or_count`](Self::usage_or_count)), raised to `reservation` when the
     /// body could not be decoded ([`Tapped::undecoded`]): an unreadable answer is charged what was
     /// reserved for it (fail closed), never less. `prompt_estimate` runs only when needed.
-    pub fn charge(&self, model: &str, prompt_estimate: impl FnOnce() -> u64, reservation: u64) -> Usage {
+    pub fn charge(
+        &self,
+        model: &str,
+        prompt_estimate: impl FnOnce() -> u64,
+        reservation: u64,
+    ) -> Usage {
         if let Some(u) = self.usage {
             return u;
         }

@@ -93,7 +93,10 @@ impl<'de> Walk<'_, 'de> {
     }
 
     /// A scalar that counts as its JSON text (numbers, booleans; strings for [`Kind::Json`]).
-    fn scalar_json<T: serde::Serialize + ?Sized, E: de::Error>(&mut self, v: &T) -> Result<usize, E> {
+    fn scalar_json<T: serde::Serialize + ?Sized, E: de::Error>(
+        &mut self,
+        v: &T,
+    ) -> Result<usize, E> {
         self.s.json.clear();
         serde_json::to_writer(&mut self.s.json, v).map_err(E::custom)?;
         Ok(self.count_json())

@@ -15,7 +15,10 @@ fn old(model: &str, body: &[u8]) -> usize {
 
 #[track_caller]
 fn same(model: &str, body: &str) -> usize {
-    let (new, was) = (estimate_prompt(model, body.as_bytes()), old(model, body.as_bytes()));
+    let (new, was) = (
+        estimate_prompt(model, body.as_bytes()),
+        old(model, body.as_bytes()),
+    );
     assert_eq!(new, was, "{model}: {body}");
     new
 }
@@ -97,18 +100,32 @@ impl Gen {
 
     /// Any JSON value, `depth` levels at most, with keys that matter to the estimate.
     fn value(&mut self, depth: u32) -> Value {
-        let keys = ["content", "text", "name", "role", "type", "a", "b", "tools", "input"];
-        let words = ["hello", "world", "é\"\\/\n", "", "tool", "😀 x", "<|endoftext|>"];
+        let keys = [
+            "content", "text", "name", "role", "type", "a", "b", "tools", "input",
+        ];
+        let words = [
+            "hello",
+            "world",
+            "é\"\\/\n",
+            "",
+            "tool",
+            "😀 x",
+            "<|endoftext|>",
+        ];
         match self.next() % if depth == 0 { 5 } else { 7 } {
             0 => Value::Null,
-            1 => json!(self.next() % 2 == 0),
+            1 => json!(self.next().is_multiple_of(2)),
             2 => match self.next() % 3 {
                 0 => json!(self.next() % 1000),
                 1 => json!(-((self.next() % 1000) as i64)),
                 _ => json!((self.next() % 10_000) as f64 / 7.0),
             },
             3 | 4 => json!(self.pick(&words)),
-            5 => Value::Array((0..self.next() % 4).map(|_| self.value(depth - 1)).collect()),
+            5 => Value::Array(
+                (0..self.next() % 4)
+                    .map(|_| self.value(depth - 1))
+                    .collect(),
+            ),
             _ => {
                 let mut text = String::from("{");
                 for i in 0..self.next() % 5 {
@@ -131,7 +148,10 @@ impl Gen {
 fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) if s.starts_with('\u{1}') => s[1..].to_string(),
-        Value::Array(items) => format!("[{}]", items.iter().map(text_of).collect::<Vec<_>>().join(",")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(text_of).collect::<Vec<_>>().join(",")
+        ),
         other => other.to_string(),
     }
 }
@@ -139,7 +159,15 @@ fn text_of(v: &Value) -> String {
 #[test]
 fn equals_the_value_tree_estimate_on_generated_bodies() {
     let mut g = Gen(0x9e37_79b9_7f4a_7c15);
-    let tops = ["messages", "tools", "functions", "prompt", "input", "model", "stream"];
+    let tops = [
+        "messages",
+        "tools",
+        "functions",
+        "prompt",
+        "input",
+        "model",
+        "stream",
+    ];
     let (mut counted, mut repeated) = (0, 0);
     for _ in 0..400 {
         let mut body = String::from("{");
@@ -148,7 +176,7 @@ fn equals_the_value_tree_estimate_on_generated_bodies() {
                 body.push(',');
             }
             let k = g.pick(&tops);
-            let v = if k == "messages" && g.next() % 3 > 0 {
+            let v = if k == "messages" && !g.next().is_multiple_of(3) {
                 let msgs: Vec<String> = (0..g.next() % 4).map(|_| text_of(&g.value(3))).collect();
                 format!("[{}]", msgs.join(","))
             } else {
@@ -162,5 +190,8 @@ fn equals_the_value_tree_estimate_on_generated_bodies() {
         repeated += usize::from(parsed.to_string().len() < body.len());
     }
     // The corpus exercises the counting paths and repeated keys, not just zeros.
-    assert!(counted > 300 && repeated > 50, "{counted} counted, {repeated} with repeats");
+    assert!(
+        counted > 300 && repeated > 50,
+        "{counted} counted, {repeated} with repeats"
+    );
 }
