@@ -29,7 +29,8 @@ pub struct Tapped {
     pub text: String,
     /// The text was cut at `max_text_bytes`, or lost with an over-limit JSON body.
     pub text_truncated: bool,
-    /// The body was an SSE stream (as told to [`UsageTap::new`](super::UsageTap::new), or sniffed from its first bytes).
+    /// The body was an SSE stream (as told to [`UsageTap::new`](super::UsageTap::new), or sniffed
+    /// from its first bytes).
     pub stream: bool,
     /// The body's `Content-Encoding` could not be read through (unknown, corrupt or over the
     /// decoding cap): what was found before the failure is kept, the rest is unknown.
