@@ -4,12 +4,14 @@
 //!
 //! - `framing.rs`: values that cross into the upstream request (smuggling through `model`, path
 //!   walking), validation before any member is picked, body `model` against the path, the front
-//!   door (authentication before the body, `100 Continue`).
-//! - `upstream.rs`: a hostile or broken upstream (interim 1xx, compressed answers, odd framing,
-//!   stray bytes on pooled connections, stale connections).
-//! - `breaker.rs`: upstream hints and breaker timing (huge `Retry-After`, half-open epochs).
-//! - `admission.rs`: limits and memory before authentication (client numbers, counter keys,
-//!   labels, log bytes, multipart bodies).
+//!   door (authentication before the body, `100 Continue`, the body budget, client hang-ups).
+//! - `upstream.rs`: a hostile or broken upstream (interim 1xx, odd framing, stray bytes on pooled
+//!   connections, stale connections), played by the scripted upstream in `common/evil.rs`.
+//! - `compress.rs`: compressed answers are still accounted (identity asked, the tap decodes, an
+//!   unreadable answer pays its reservation).
+//! - `breaker.rs`: upstream hints and breaker timing (huge `Retry-After`, half-open epochs, DNS).
+//! - `admission.rs`: limits and memory (client numbers, counter keys, labels, log bytes).
+//! - `review.rs`: the reproductions of an independent review of these fixes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -19,6 +21,8 @@ mod common;
 mod admission;
 #[path = "hostile/breaker.rs"]
 mod breaker;
+#[path = "hostile/compress.rs"]
+mod compress;
 #[path = "common/evil.rs"]
 mod evil;
 #[path = "hostile/framing.rs"]

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aigw_core::config::{self, Config, FailMode, MockOptions, MockSpec, MockTls};
+use aigw_core::config::{self, Config, FailMode, MockCompress, MockOptions, MockSpec, MockTls};
 use aigw_io::runtime::DriverKind;
 use aigw_io::workers::{run, Plan};
 use clap::{Parser, Subcommand};
@@ -67,6 +67,10 @@ struct MockArgs {
     /// Retry-After seconds sent with injected 429s.
     #[arg(long, default_value_t = 5)]
     retry_after: u64,
+    /// Compress answers: off, honour (as the request's Accept-Encoding asks), or always with
+    /// gzip, deflate, br or zstd.
+    #[arg(long, default_value = "off")]
+    compress: String,
     /// Worker threads (0: one per CPU).
     #[arg(long, default_value_t = 1)]
     workers: usize,
@@ -182,6 +186,7 @@ fn mock(a: MockArgs) -> Result<(), String> {
         fail_status: a.fail_status,
         fail,
         retry_after_secs: a.retry_after,
+        compress: MockCompress::parse(&a.compress).map_err(|e| format!("--compress: {e}"))?,
     };
     let workers = if a.workers == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())

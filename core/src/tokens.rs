@@ -1,9 +1,13 @@
-//! Token counting with tiktoken: encodings per model and prompt estimates of OpenAI request bodies.
+//! Token counting with tiktoken: encodings per model and prompt estimates of OpenAI request bodies
+//! (the estimate itself is in `tokens/estimate.rs`).
 
 use std::sync::OnceLock;
 
 use serde_json::Value;
 use tiktoken_rs::CoreBPE;
+
+mod estimate;
+pub use estimate::estimate_prompt;
 
 /// The BPE encodings aigw counts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,20 +104,9 @@ pub fn count(model: &str, text: &str) -> usize {
     count_with(encoding_for(model), text)
 }
 
-/// Estimated prompt tokens of an OpenAI request body for `model`; 0 when the body is not JSON.
-///
-/// Chat `messages` get OpenAI's documented overhead (3 per message, 1 more per `name`, 3 priming the
-/// reply); content may be a string, an array of parts (the `text` parts count) or any other JSON value
-/// (its serialized text counts). `tools`/`functions` count as their serialized JSON. Completions count
-/// `prompt`, embeddings `input` (strings, arrays of strings, or token arrays by their length).
-pub fn estimate_prompt(model: &str, body: &[u8]) -> usize {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v) => estimate_value(encoding_for(model), &v),
-        Err(_) => 0,
-    }
-}
-
-/// [`estimate_prompt`] on an already parsed body, with the encoding chosen.
+/// [`estimate_prompt`] on an already parsed body, with the encoding chosen (the mock, which has
+/// the parsed body anyway, counts with this; [`estimate_prompt`] gives the same number from the
+/// bytes without building the tree).
 pub fn estimate_value(enc: Encoding, body: &Value) -> usize {
     let Some(obj) = body.as_object() else {
         return 0;

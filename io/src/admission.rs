@@ -12,6 +12,7 @@ use aigw_core::error::GatewayError;
 use aigw_core::limit::{
     plausible_usage, KeyHasher, Period, Quota, QuotaReservation, Reservation, TokenBucket,
 };
+use aigw_core::openai::{Tapped, Usage};
 use crossbeam_skiplist::SkipMap;
 
 /// Limits of one consumer, shared by every worker.
@@ -198,6 +199,8 @@ pub struct Admission {
     pub consumer: Option<usize>,
     /// Tokens reserved up front (prompt estimate plus the client's completion cap).
     pub estimate: u64,
+    /// The prompt estimate, once computed (at most once per request: see `prompt_estimate`).
+    prompt: Option<u64>,
     bucket: Option<(Bucket, Reservation)>,
     quota: Option<(Arc<ConsumerLimits>, QuotaReservation)>,
 }
@@ -254,6 +257,7 @@ pub fn reserve(
     let mut adm = Admission {
         consumer,
         estimate: 0,
+        prompt: None,
         bucket: None,
         quota: None,
     };
@@ -266,7 +270,7 @@ pub fn reserve(
         .is_none_or(|t| t.estimate_prompt_tokens);
     adm.estimate = completion_cap
         .checked_add(if estimate_prompt {
-            aigw_core::tokens::estimate_prompt(caller.model, caller.body) as u64
+            adm.prompt_estimate(caller.model, caller.body)
         } else {
             0
         })
@@ -362,6 +366,32 @@ impl Admission {
     pub fn rate_headers(&self, now_ns: u64) -> Option<RateHeaders> {
         let (b, _) = self.bucket.as_ref()?;
         Some(bucket_headers(b.get()?, now_ns))
+    }
+}
+
+impl Admission {
+    /// The prompt estimate of the request (`model`, `body`), computed on first use and kept: the
+    /// reservation and the settlement share one walk of the body.
+    pub fn prompt_estimate(&mut self, model: &str, body: &[u8]) -> u64 {
+        *self
+            .prompt
+            .get_or_insert_with(|| aigw_core::tokens::estimate_prompt(model, body) as u64)
+    }
+
+    /// What a 2xx answer is charged (and recorded with): the usage the backend reported; else the
+    /// prompt estimate plus the counted reply; and at least the reservation when the tap could not
+    /// decode the body (an unknown or corrupt `Content-Encoding`, or past the decoding cap), so an
+    /// unreadable answer never settles below what was admitted. Logs a warning for those.
+    pub fn usage_of(&mut self, tapped: &Tapped, model: &str, body: &[u8]) -> Usage {
+        if let (None, Some(why)) = (tapped.usage, tapped.undecoded) {
+            tracing::warn!(
+                reason = why.as_str(),
+                reserved = self.estimate,
+                "answer body could not be decoded to read its usage; charging at least the reservation"
+            );
+        }
+        let reserved = self.estimate;
+        tapped.charge(model, || self.prompt_estimate(model, body), reserved)
     }
 }
 

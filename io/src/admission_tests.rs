@@ -176,3 +176,29 @@ fn durations_read_like_openai() {
     assert_eq!(openai_duration(1_500_000_000), "2s");
     assert_eq!(openai_duration(360_000_000_000), "6m0s");
 }
+
+#[test]
+fn the_prompt_estimate_is_computed_once_and_unreadable_answers_pay_the_reservation() {
+    let mut adm = Admission {
+        consumer: None,
+        estimate: 50,
+        prompt: None,
+        bucket: None,
+        quota: None,
+    };
+    let body = br#"{"messages":[{"role":"user","content":"hello world"}]}"#;
+    assert_eq!(adm.prompt_estimate("gpt-4o", body), 9);
+    // Kept: a later call does not walk the body again (another body would not change it).
+    assert_eq!(adm.prompt_estimate("gpt-4o", b"{}"), 9);
+    let unreadable = Tapped {
+        undecoded: Some(aigw_core::openai::Undecoded::Corrupt),
+        ..Tapped::default()
+    };
+    let u = adm.usage_of(&unreadable, "gpt-4o", b"{}");
+    assert_eq!(
+        (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+        (9, 41, 50)
+    );
+    let u = adm.usage_of(&Tapped::default(), "gpt-4o", b"{}");
+    assert_eq!((u.prompt_tokens, u.total_tokens), (9, 9));
+}

@@ -147,6 +147,7 @@ listen = "127.0.0.1:18001"
 region = "eastus"                 # reported in x-ms-region
 # fail_status = 429               # inject failures: with fail_rate = 0.5 or fail_every = 3
 # retry_after = 5                 # Retry-After seconds on injected 429s
+# compress = "honour"             # compress answers as Accept-Encoding asks (or always: "gzip", "br"…)
 
 [mocks.westus]
 listen = "127.0.0.1:18002"

@@ -56,6 +56,7 @@ pub(crate) struct RawMock {
     pub(crate) fail_rate: Option<f64>,
     pub(crate) fail_every: Option<u64>,
     pub(crate) retry_after: Option<u64>,
+    pub(crate) compress: Option<String>,
     pub(crate) tls_cert: Option<String>,
     pub(crate) tls_key: Option<String>,
 }

@@ -281,6 +281,82 @@ pub struct MockOptions {
     pub fail: FailMode,
     /// `Retry-After` seconds on injected 429s. Default 5.
     pub retry_after_secs: u64,
+    /// How answers are compressed (`compress`). Default off.
+    pub compress: MockCompress,
+}
+
+/// A content coding the mock can compress with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MockCoding {
+    /// `gzip`.
+    Gzip,
+    /// `deflate` (zlib-wrapped, RFC 9110).
+    Deflate,
+    /// `br`.
+    Br,
+    /// `zstd`.
+    Zstd,
+}
+
+impl MockCoding {
+    /// The coding's `Content-Encoding` token (case-insensitive), if it is one the mock makes.
+    pub fn from_token(token: &str) -> Option<Self> {
+        let t = token.trim();
+        let is = |name: &str| t.eq_ignore_ascii_case(name);
+        Some(if is("gzip") || is("x-gzip") {
+            MockCoding::Gzip
+        } else if is("deflate") {
+            MockCoding::Deflate
+        } else if is("br") {
+            MockCoding::Br
+        } else if is("zstd") {
+            MockCoding::Zstd
+        } else {
+            return None;
+        })
+    }
+
+    /// The `Content-Encoding` token.
+    pub fn token(self) -> &'static str {
+        match self {
+            MockCoding::Gzip => "gzip",
+            MockCoding::Deflate => "deflate",
+            MockCoding::Br => "br",
+            MockCoding::Zstd => "zstd",
+        }
+    }
+}
+
+/// `compress` of a mock: whether and how it compresses its answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MockCompress {
+    /// Never, unless a request says `x-mock-force-encoding` (the default).
+    #[default]
+    Off,
+    /// As the request's `Accept-Encoding` asks, like a real server (`"honour"`).
+    Honour,
+    /// Always with this coding, whatever the request accepts: a backend that ignores `identity`.
+    Force(MockCoding),
+}
+
+impl MockCompress {
+    /// `"off"`, `"honour"` (or `"honor"`), or a coding to force (`"gzip"`, `"deflate"`, `"br"`,
+    /// `"zstd"`).
+    ///
+    /// # Errors
+    /// A message naming the accepted values.
+    pub fn parse(v: &str) -> Result<Self, String> {
+        let s = v.trim();
+        if s.eq_ignore_ascii_case("off") {
+            Ok(MockCompress::Off)
+        } else if s.eq_ignore_ascii_case("honour") || s.eq_ignore_ascii_case("honor") {
+            Ok(MockCompress::Honour)
+        } else {
+            MockCoding::from_token(s).map(MockCompress::Force).ok_or_else(|| {
+                format!("{s:?} is not one of \"off\", \"honour\", \"gzip\", \"deflate\", \"br\", \"zstd\"")
+            })
+        }
+    }
 }
 
 impl Default for MockOptions {
@@ -293,6 +369,7 @@ impl Default for MockOptions {
             fail_status: None,
             fail: FailMode::Never,
             retry_after_secs: 5,
+            compress: MockCompress::Off,
         }
     }
 }

@@ -222,6 +222,10 @@ fn mock(name: String, m: RawMock) -> Result<MockSpec> {
         fail_status,
         fail,
         retry_after_secs: m.retry_after.unwrap_or(5),
+        compress: match &m.compress {
+            Some(v) => MockCompress::parse(v).map_err(|e| invalid(at("compress"), e))?,
+            None => MockCompress::Off,
+        },
     };
     Ok(MockSpec {
         name,

@@ -54,6 +54,9 @@ pub struct UpstreamHead<'a> {
     pub content_length: Option<u64>,
     /// The client's headers; hop-by-hop, Host, framing and credentials are dropped from them.
     pub client_headers: &'a [Header],
+    /// Ask for `accept-encoding: identity` instead of the client's `Accept-Encoding` (on the
+    /// operations whose usage the gateway reads, so it never has to decompress to account).
+    pub identity_encoding: bool,
 }
 
 /// A head the encoder refuses to write because a value would break HTTP/1.1 framing. Callers
@@ -143,11 +146,15 @@ impl UpstreamHead<'_> {
                     .iter()
                     .any(|c| n.eq_ignore_ascii_case(c.as_bytes()))
                 || named_by_connection(self.client_headers, n)
+                || (self.identity_encoding && n.eq_ignore_ascii_case(b"accept-encoding"))
             {
                 continue;
             }
             check_header(n, &h.value)?;
             put_header(out, n, &h.value);
+        }
+        if self.identity_encoding {
+            put_header(out, b"accept-encoding", b"identity");
         }
         if let Some((name, value)) = self.auth {
             put_header(out, name.as_bytes(), value.as_bytes());
@@ -275,6 +282,7 @@ mod tests {
             request_id: "abc",
             content_length: Some(7),
             client_headers: &h.headers,
+            identity_encoding: false,
         }
         .encode(&mut out)
         .unwrap();
@@ -307,6 +315,7 @@ mod tests {
             request_id: "abc",
             content_length: Some(0),
             client_headers: &[],
+            identity_encoding: false,
         };
         let enc = |h: &UpstreamHead<'_>| h.encode(&mut BytesMut::new());
         assert_eq!(enc(&good), Ok(()));
@@ -347,6 +356,47 @@ mod tests {
             ..good
         };
         assert_eq!(enc(&h), Err(EncodeError::HeaderName));
+    }
+
+    #[test]
+    fn identity_encoding_replaces_the_clients_accept_encoding() {
+        let mut buf = BytesMut::from(
+            &b"POST /x HTTP/1.1\r\nHost: gw\r\nAccept-Encoding: gzip, deflate\r\naccept-encoding: br\r\nX-Keep: 1\r\n\r\n"[..],
+        );
+        let h = decode_request_head(&mut buf, &HeadLimits::default())
+            .unwrap()
+            .unwrap();
+        let head = |identity_encoding| {
+            let mut out = BytesMut::new();
+            UpstreamHead {
+                method: b"POST",
+                target: "/v1/chat/completions",
+                host: "up:1",
+                auth: None,
+                request_id: "r",
+                content_length: Some(0),
+                client_headers: &h.headers,
+                identity_encoding,
+            }
+            .encode(&mut out)
+            .unwrap();
+            String::from_utf8(out.to_vec())
+                .unwrap()
+                .to_ascii_lowercase()
+        };
+        let s = head(true);
+        assert_eq!(s.matches("accept-encoding").count(), 1, "{s}");
+        assert!(
+            s.contains("accept-encoding: identity\r\n") && s.contains("x-keep: 1\r\n"),
+            "{s}"
+        );
+        let s = head(false);
+        assert!(
+            s.contains("accept-encoding: gzip, deflate\r\n")
+                && s.contains("accept-encoding: br\r\n"),
+            "{s}"
+        );
+        assert!(!s.contains("identity"), "{s}");
     }
 
     #[test]

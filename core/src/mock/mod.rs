@@ -4,6 +4,7 @@
 //! before answering, and either a full JSON body or SSE frames. Every worker serving the same mock
 //! shares one [`MockShared`] (counters, stats, the last requests seen).
 
+mod compress;
 mod embed;
 mod faults;
 mod shared;
@@ -13,6 +14,7 @@ mod warts;
 #[cfg(test)]
 mod tests;
 
+pub use compress::{encode, FORCE_HEADER};
 pub use embed::{cosine, embed, DEFAULT_DIMENSIONS};
 pub use shared::{MockShared, RECENT_BODY_LIMIT, RECENT_CAPACITY};
 pub use warts::{encode_odd_chunked, Warts};
@@ -244,12 +246,14 @@ pub fn handle(
             retry_secs.saturating_mul(1000).to_string(),
         ));
     }
-    MockReply {
+    let mut reply = MockReply {
         status: answer.status,
         headers,
         delay_ms,
         body: answer.body,
-    }
+    };
+    compress::apply(&compress::plan(opts.compress, req.headers), &mut reply);
+    reply
 }
 
 /// The message of the 400 sent for a body that is not a JSON object.

@@ -6,5 +6,7 @@ mod peek;
 
 pub use path::{backend_target, classify, query_param, ApiPath, PathError, Style};
 pub use peek::{multipart_field, peek, MultipartError, Peek, PeekError, MAX_BOUNDARY_BYTES};
+mod tap;
 mod usage;
-pub use usage::{Tapped, Usage, UsageTap};
+pub use tap::{coding_of, is_accounted, Coding, Undecoded, UsageTap, MAX_DECODED_BYTES};
+pub use usage::{Tapped, Usage};

@@ -1,9 +1,10 @@
-//! `UsageTap`: watches a relayed OpenAI response body (JSON or SSE) for `usage` and the reply text.
+//! Reading a (decoded) OpenAI response body, JSON or SSE, for `usage` and the reply text.
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::choices::ChoiceTexts;
+use super::tap::Undecoded;
 use crate::tokens;
 
 /// Token counts of one call, as the response's `usage` object reported them.
@@ -17,7 +18,7 @@ pub struct Usage {
     pub total_tokens: u64,
 }
 
-/// What a [`UsageTap`] found once the body ended.
+/// What a [`UsageTap`](super::UsageTap) found once the body ended.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Tapped {
     /// The reported usage: the JSON body's `usage`, or the last SSE event whose `usage` is an object
@@ -28,8 +29,12 @@ pub struct Tapped {
     pub text: String,
     /// The text was cut at `max_text_bytes`, or lost with an over-limit JSON body.
     pub text_truncated: bool,
-    /// The body was an SSE stream (as told to [`UsageTap::new`], or sniffed from its first bytes).
+    /// The body was an SSE stream (as told to [`UsageTap::new`](super::UsageTap::new), or sniffed
+    /// from its first bytes).
     pub stream: bool,
+    /// The body's `Content-Encoding` could not be read through (unknown, corrupt or over the
+    /// decoding cap): what was found before the failure is kept, the rest is unknown.
+    pub undecoded: Option<Undecoded>,
 }
 
 impl Tapped {
@@ -46,9 +51,34 @@ impl Tapped {
             total_tokens: prompt_estimate.saturating_add(completion),
         }
     }
+
+    /// What a successful answer is charged: the reported usage; else the prompt estimate plus the
+    /// counted text ([`usage_or_count`](Self::usage_or_count)), raised to `reservation` when the
+    /// body could not be decoded ([`Tapped::undecoded`]): an unreadable answer is charged what was
+    /// reserved for it (fail closed), never less. `prompt_estimate` runs only when needed.
+    pub fn charge(
+        &self,
+        model: &str,
+        prompt_estimate: impl FnOnce() -> u64,
+        reservation: u64,
+    ) -> Usage {
+        if let Some(u) = self.usage {
+            return u;
+        }
+        let counted = self.usage_or_count(model, prompt_estimate());
+        if self.undecoded.is_none() || counted.total_tokens >= reservation {
+            return counted;
+        }
+        Usage {
+            prompt_tokens: counted.prompt_tokens,
+            completion_tokens: reservation.saturating_sub(counted.prompt_tokens),
+            total_tokens: reservation,
+        }
+    }
 }
 
-/// Observes an OpenAI / Azure OpenAI response body as it is relayed, never holding it back.
+/// Reads a de-encoded OpenAI / Azure OpenAI response body for `usage` and the reply text; the
+/// public [`UsageTap`](super::UsageTap) puts it behind the body's `Content-Encoding`.
 ///
 /// Feed it the de-chunked body in pieces split anywhere; the result does not depend on the splits.
 /// A JSON body is buffered (up to `max_json_bytes`) and parsed at [`finish`](Self::finish). An SSE
@@ -56,7 +86,7 @@ impl Tapped {
 /// (with or without the space, `\n` or `\r\n` ended) holding a JSON object is looked at on its own;
 /// `[DONE]`, comments, other fields and lines longer than `max_json_bytes` are skipped.
 #[derive(Debug)]
-pub struct UsageTap {
+pub(crate) struct Reader {
     mode: Mode,
     max_json: usize,
     stream: bool,
@@ -87,11 +117,11 @@ impl Mode {
 /// Line starts that mark an SSE body when the caller did not say so.
 const SSE_STARTS: [&[u8]; 3] = [b"data:", b"event:", b":"];
 
-impl UsageTap {
-    /// A tap for an SSE body (`content-type: text/event-stream`) or else a JSON one; a body not
+impl Reader {
+    /// A reader for an SSE body (`content-type: text/event-stream`) or else a JSON one; a body not
     /// announced as SSE whose first non-whitespace bytes are `data:`, `event:` or `:` is read as SSE.
-    pub fn new(sse: bool, max_json_bytes: usize, max_text_bytes: usize) -> Self {
-        UsageTap {
+    pub(crate) fn new(sse: bool, max_json_bytes: usize, max_text_bytes: usize) -> Self {
+        Reader {
             mode: if sse {
                 Mode::sse()
             } else {
@@ -108,14 +138,19 @@ impl UsageTap {
         }
     }
 
-    /// The next piece of the body, as relayed.
-    pub fn feed(&mut self, data: &[u8]) {
+    /// The next piece of the (decoded) body.
+    pub(crate) fn feed(&mut self, data: &[u8]) {
         let rest = self.sniff(data);
         self.feed_decided(rest);
     }
 
+    /// A JSON body past `max_json_bytes`: nothing more can be learnt from the rest of it.
+    pub(crate) fn saturated(&self) -> bool {
+        matches!(self.mode, Mode::Json { over: true, .. })
+    }
+
     /// The usage and text found in the whole body.
-    pub fn finish(self) -> Tapped {
+    pub(crate) fn finish(self) -> Tapped {
         let mut found = self.found;
         match self.mode {
             // Still undecided: at most a few bytes that start like SSE but are not; nothing to find.
@@ -137,6 +172,7 @@ impl UsageTap {
             text: found.text,
             text_truncated: found.truncated,
             stream: self.stream,
+            undecoded: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Tests of the usage tap: shapes, every split point, limits.
 use super::*;
+use crate::openai::UsageTap;
 
 const CHAT: &str = r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hi there.","refusal":null},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}"#;
 

@@ -177,6 +177,7 @@ fn the_encoder_is_the_second_depth() {
         request_id: "r",
         content_length: None,
         client_headers: &[],
+        identity_encoding: false,
     };
     assert!(up.encode(&mut BytesMut::new()).is_err());
 }

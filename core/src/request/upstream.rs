@@ -57,6 +57,7 @@ pub fn upstream_request(
         request_id,
         content_length: (!body.is_empty() || !head.is_method("GET")).then_some(body.len() as u64),
         client_headers: &head.headers,
+        identity_encoding: crate::openai::is_accounted(path.operation),
     };
     let mut out = BytesMut::with_capacity(512);
     // Every value the encoder checks but the backend's own (validated at load) came from the

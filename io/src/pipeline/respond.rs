@@ -63,7 +63,7 @@ pub(super) async fn run<S: AsyncReadRent + AsyncWriteRent>(
     );
 
     // response_body
-    let mut tap = UsageTap::new(sse, TAP_MAX_JSON, TAP_MAX_TEXT);
+    let mut tap = UsageTap::new(sse, TAP_MAX_JSON, TAP_MAX_TEXT).decoding(&won.resp.headers);
     let mut first: Option<Instant> = None;
     let g = &cfg.gateway;
     let mut wait = Duration::ZERO;
@@ -89,15 +89,11 @@ pub(super) async fn run<S: AsyncReadRent + AsyncWriteRent>(
     }
     let tapped = tap.finish();
     let ok = (200..300).contains(&won.resp.status);
-    let model = ctx.model();
-    let usage = ok.then(|| {
-        tapped.usage.unwrap_or_else(|| {
-            tapped.usage_or_count(
-                model,
-                aigw_core::tokens::estimate_prompt(model, &req.body) as u64,
-            )
-        })
-    });
+    let model = ctx.body.as_ref().map_or("", |b| &*b.model);
+    let usage = match (ok, ctx.admission.as_mut()) {
+        (true, Some(adm)) => Some(adm.usage_of(&tapped, model, &req.body)),
+        _ => None,
+    };
     ctx.rec.usage = usage;
     ctx.rec.reply = Some((tapped.text, tapped.text_truncated));
     match end {
