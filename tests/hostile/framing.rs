@@ -308,13 +308,17 @@ fn body_buffering_is_bounded_per_worker(d: Driver) {
     let head = |n: usize| {
         format!("POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\napi-key: team-key\r\ncontent-type: application/json\r\ncontent-length: {n}\r\n\r\n")
     };
-    // The first client announces 100000 bytes and sends only part of them: it holds its share.
+    // The first client sends most of a 100000-byte body and stalls: it holds what it sent. The
+    // budget is charged as bytes arrive, so announcing alone holds nothing.
     let mut first = gw.client();
     first.send(head(100_000).as_bytes());
-    first.send(&[b' '; 1000]);
+    first.send(&[b' '; 99_000]);
+    let mut idle = gw.client();
+    idle.send(head(100_000).as_bytes());
     std::thread::sleep(Duration::from_millis(300));
     let mut second = gw.client();
     second.send(head(100_000).as_bytes());
+    second.send(&[b' '; 60_000]);
     let r = second.read_response();
     r.assert_openai_error(503);
     assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
@@ -327,7 +331,7 @@ fn body_buffering_is_bounded_per_worker(d: Driver) {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     // Once the first finishes, its share is free again.
-    let mut rest = vec![b' '; 100_000 - 1000];
+    let mut rest = vec![b' '; 100_000 - 99_000];
     let body = chat("m");
     rest[..body.len()].copy_from_slice(body.as_bytes());
     first.send(&rest);
