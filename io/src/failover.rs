@@ -10,7 +10,7 @@ use aigw_core::config::Pool;
 use aigw_core::error::GatewayError;
 use aigw_core::http1::{BodyFraming, ResponseHead};
 use aigw_core::openai::ApiPath;
-use aigw_core::request::upstream_request;
+use aigw_core::request::{upstream_request, COALESCE_MAX};
 use bytes::BytesMut;
 
 use crate::health::{now_ms, unix_secs};
@@ -240,9 +240,16 @@ fn build(snap: &Snapshot, bid: usize, ask: &Ask<'_>) -> Result<Sent, GatewayErro
         &ask.req.body,
         ask.request_id,
     )?;
+    let (mut head, body) = (out.head, out.body);
+    let body = if body.len() <= COALESCE_MAX {
+        head.extend_from_slice(&body);
+        bytes::Bytes::new()
+    } else {
+        body
+    };
     Ok(Sent {
-        head: out.head.freeze(),
-        body: out.body,
+        head: head.freeze(),
+        body,
         head_only: ask.req.head.is_method("HEAD"),
     })
 }

@@ -121,7 +121,10 @@ pub const MAX_LABEL_BYTES: usize = 128;
 /// replaced by U+FFFD, so that no value can break a line of the text format or a terminal.
 /// Borrowed when the value already qualifies (the common case: no allocation).
 pub fn label_value(v: &str) -> Cow<'_, str> {
-    if v.len() <= MAX_LABEL_BYTES && !v.chars().any(char::is_control) {
+    // Printable ASCII (the common case) needs no char decoding.
+    if v.len() <= MAX_LABEL_BYTES
+        && (v.bytes().all(|b| (0x20..0x7f).contains(&b)) || !v.chars().any(char::is_control))
+    {
         return Cow::Borrowed(v);
     }
     let mut out = String::with_capacity(v.len().min(MAX_LABEL_BYTES));

@@ -15,9 +15,6 @@ use crate::conn::{Conn, ReadError};
 use crate::server::send_error;
 use crate::upstream::UpConn;
 
-/// Bodies up to this size are copied behind the head so both leave in one write; above it the
-/// extra syscall is cheaper than the copy.
-const COALESCE_MAX: usize = 16 * 1024;
 /// Largest upstream response head.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Most interim (1xx) heads skipped before the final one; their bytes together are capped at
@@ -45,9 +42,10 @@ pub enum UpstreamError {
 /// One request as it goes to a backend: its encoded head and its body.
 #[derive(Debug, Clone)]
 pub struct Sent {
-    /// The encoded head (see `aigw_core::request::upstream_request`).
+    /// The encoded head (see `aigw_core::request::upstream_request`), with the body behind it when
+    /// the body is small (`aigw_core::request::COALESCE_MAX`).
     pub head: Bytes,
-    /// The body.
+    /// The body when it is not behind the head (empty otherwise).
     pub body: Bytes,
     /// A `HEAD` request: the response has no body whatever its headers say.
     pub head_only: bool,
@@ -64,8 +62,6 @@ pub async fn exchange_head(
     wait: &mut Duration,
 ) -> Result<ResponseHead, UpstreamError> {
     let body = &sent.body;
-    let mut out = BytesMut::with_capacity(sent.head.len() + body.len().min(COALESCE_MAX));
-    out.put_slice(&sent.head);
     let t0 = Instant::now();
     let deadline = t0 + timeout;
     // Sending is bounded by the same deadline as the answer: an upstream that stops reading our
@@ -73,18 +69,16 @@ pub async fn exchange_head(
     // connection unusable; the caller drops it.
     let send = async {
         let closed = |e: std::io::Error| UpstreamError::Closed(e.to_string());
-        if body.len() <= COALESCE_MAX {
-            out.put_slice(body);
-            let (res, _) = up.conn.write(out).await;
-            res.map_err(closed)
-        } else {
-            let (res, _) = up.conn.write(out).await;
-            res.map_err(closed)?;
-            // A large body is written from the request's own `Bytes` (the client's bytes as read,
-            // or the de-chunked copy the front door made), not copied again behind the head.
+        // A small body already sits behind the head (one write); a large one is written from the
+        // request's own `Bytes` (the client's bytes as read, or the de-chunked copy the front door
+        // made), not copied again.
+        let (res, _) = up.conn.write(sent.head.clone()).await;
+        res.map_err(closed)?;
+        if !body.is_empty() {
             let (res, _) = up.conn.write(body.clone()).await;
-            res.map_err(closed)
+            res.map_err(closed)?;
         }
+        Ok(())
     };
     match monoio::time::timeout(timeout, send).await {
         Ok(r) => r?,

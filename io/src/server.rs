@@ -301,12 +301,16 @@ async fn read_head<S: AsyncReadRent + AsyncWriteRent>(
     // arrive within `header`, so a client dribbling one byte at a time cannot hold the slot.
     let mut deadline = (!conn.buf.is_empty()).then(|| Instant::now() + limits.header);
     // Bytes already searched for the end of the head: a head dribbled in small reads is parsed
-    // once, when it is complete (or too large), not once per read.
+    // once, when it is complete (or too large), not once per read. The first attempt parses
+    // directly (a head almost always arrives whole in one read); only after a partial parse does
+    // the cheap scan for the blank line guard the next parse.
     let mut scanned = 0;
+    let mut partial = false;
     loop {
         if !conn.buf.is_empty() {
-            let complete = head_end(&conn.buf, &mut scanned);
+            let complete = !partial || head_end(&conn.buf, &mut scanned);
             if complete || conn.buf.len() > limits.head.max_head_bytes {
+                partial = true;
                 match decode_request_head(&mut conn.buf, &limits.head) {
                     Ok(Some(h)) => return Ok(h),
                     Ok(None) => {}

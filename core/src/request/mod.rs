@@ -9,7 +9,7 @@ mod upstream;
 use std::borrow::Cow;
 
 pub use names::{check_name, check_segment, is_plain_segment, NameError, MAX_NAME_BYTES};
-pub use upstream::{upstream_request, UpstreamRequest};
+pub use upstream::{upstream_request, UpstreamRequest, COALESCE_MAX};
 
 use crate::config::{Config, Dialect, PoolId};
 use crate::error::GatewayError;

@@ -8,6 +8,10 @@ use crate::error::GatewayError;
 use crate::http1::{RequestHead, UpstreamHead};
 use crate::openai::{backend_target, ApiPath};
 
+/// Bodies up to this size travel in the head's buffer (one write); larger ones are written from
+/// their own `Bytes`, uncopied.
+pub const COALESCE_MAX: usize = 16 * 1024;
+
 /// What to write to a backend.
 #[derive(Debug)]
 pub struct UpstreamRequest {
@@ -59,7 +63,8 @@ pub fn upstream_request(
         client_headers: &head.headers,
         identity_encoding: crate::openai::is_accounted(path.operation),
     };
-    let mut out = BytesMut::with_capacity(512);
+    // Room for a small body too: the caller sends head and small body in one write.
+    let mut out = BytesMut::with_capacity(512 + body.len().min(COALESCE_MAX));
     // Every value the encoder checks but the backend's own (validated at load) came from the
     // client, so a refusal is the client's error, never the backend's.
     up.encode(&mut out)

@@ -10,6 +10,9 @@ use crate::conn::Conn;
 use crate::failover::{attempt, Ask, Won};
 use crate::peer::ClientIo;
 
+/// How long an attempt runs before the client's socket is watched for a hang-up.
+const WATCH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Try the pool's members; the winner's response head is ready to relay. A client that hangs up
 /// meanwhile cancels the attempt: the upstream connection is dropped (never pooled), so the
 /// backend stops generating an answer nobody will read.
@@ -32,9 +35,14 @@ pub(super) async fn run<S: ClientIo>(
         request_id: &ctx.rec.request_id,
     };
     let mut wait = Duration::ZERO;
+    // The watch starts after a short grace: most answers that come faster cost no poll at all.
+    let watch = async {
+        monoio::time::sleep(WATCH_AFTER).await;
+        conn.io.peer_gone().await
+    };
     let result = monoio::select! {
         r = attempt(ctx.shard, ctx.snap, pool, &ask, &mut wait) => r,
-        _ = conn.io.peer_gone() => Err(GatewayError::ClientClosed),
+        _ = watch => Err(GatewayError::ClientClosed),
     };
     ctx.waited(wait);
     let won = result?;
