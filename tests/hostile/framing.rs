@@ -291,10 +291,8 @@ fn unauthenticated_bodies_never_become_labels(d: Driver) {
         chat("known-after-auth").as_bytes(),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(gw
-        .admin("GET", "/metrics")
-        .text()
-        .contains("known-after-auth"));
+    // A request is counted just after its answer is written: give the worker a moment.
+    assert!(metrics_within(&gw, |m| m.contains("known-after-auth")));
 }
 
 /// Request bodies one worker buffers at once are bounded: a body that does not fit the budget
@@ -422,8 +420,9 @@ fn a_client_that_hangs_up_cancels_its_upstream_request(d: Driver) {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(in_flight(), 0, "the upstream attempt outlived its client");
-    let m = gw.admin("GET", "/metrics").text();
-    assert!(m.lines().any(|l| l.contains("status=\"499\"")), "{m}");
+    assert!(metrics_within(&gw, |m| m
+        .lines()
+        .any(|l| l.contains("status=\"499\""))));
     // A pipelining client that sent its next request early is not mistaken for a hang-up.
     let mut c = gw.client();
     let mut two = request(
@@ -441,4 +440,18 @@ fn a_client_that_hangs_up_cancels_its_upstream_request(d: Driver) {
     c.send(&two);
     assert_eq!(c.read_response().status, 200);
     assert_eq!(c.read_response().status, 200);
+}
+
+/// Whether `/metrics` satisfies `ok` within 5 s (a request is counted just after it ends).
+fn metrics_within(gw: &Gateway, ok: impl Fn(&str) -> bool) -> bool {
+    let t0 = Instant::now();
+    loop {
+        if ok(&gw.admin("GET", "/metrics").text()) {
+            return true;
+        }
+        if t0.elapsed() > Duration::from_secs(5) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
