@@ -1,5 +1,6 @@
 //! `on_head`: the path and the caller's identity, decided on the head alone. A caller that fails
-//! here is answered without a byte of its body being read, buffered or parsed.
+//! here is answered without its body being buffered or parsed (the front door drops a small one
+//! and closes the connection on anything else).
 
 use aigw_core::auth::{identify, Identity};
 use aigw_core::error::GatewayError;
