@@ -88,7 +88,7 @@ fn roundtrip(c: &mut Criterion) {
         gateway: true,
         mocks: cfg.mocks.clone(),
         workers: 1,
-        driver: DriverKind::from_env(),
+        driver: DriverKind::from_env().expect("AIGW_DRIVER"),
     };
     // The gateway and its mock run in this process on their own threads for the whole bench.
     std::thread::spawn(move || run(cfg, None, plan, || {}));

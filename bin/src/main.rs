@@ -89,6 +89,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal: a log file or a collector gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve { config: None }) {
@@ -118,7 +120,7 @@ fn load(path: &Option<PathBuf>) -> Result<Config, String> {
 
 fn serve(path: Option<PathBuf>) -> Result<(), String> {
     let cfg = load(&path)?;
-    let driver = DriverKind::from_env();
+    let driver = DriverKind::from_env()?;
     let plan = Plan {
         gateway: true,
         mocks: cfg.mocks.clone(),
@@ -132,13 +134,15 @@ fn serve(path: Option<PathBuf>) -> Result<(), String> {
 fn banner(cfg: &Config, demo: bool, driver: DriverKind) -> String {
     let g = &cfg.gateway;
     let mut s = format!(
-        "aigw listening on http://{} ({} workers, {} driver)",
+        "aigw listening on http://{} ({}, {} driver)",
         g.listen,
-        g.workers,
+        plural(g.workers, "worker", "workers"),
         driver.name()
     );
     if let Some(a) = g.admin_listen {
-        s += &format!("\n  admin: http://{a}/healthz  http://{a}/metrics  POST http://{a}/reload");
+        s += &format!(
+            "\n  admin: http://{a}/healthz  http://{a}/metrics  http://{a}/backends  POST http://{a}/reload"
+        );
     }
     for m in &cfg.mocks {
         let scheme = if m.tls.is_some() { "https" } else { "http" };
@@ -149,22 +153,31 @@ fn banner(cfg: &Config, demo: bool, driver: DriverKind) -> String {
     }
     if demo {
         s += &format!(
-            "\n\nThis is the built-in demo (no --config). Try:\n  curl http://{0}/v1/chat/completions -H 'content-type: application/json' \\\n    -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'\n  curl -N http://{0}/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21 \\\n    -H 'content-type: application/json' -d '{{\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}],\"stream\":true}}'\nPrint the demo config with `aigw demo-config`; run your own with `aigw serve --config FILE`.",
+            "\n\nThis is the built-in demo (no --config). Try:\n  curl http://{0}/v1/chat/completions -H 'content-type: application/json' \\\n    -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'\n  curl -N 'http://{0}/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21' \\\n    -H 'content-type: application/json' -d '{{\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}],\"stream\":true}}'\nPrint the demo config with `aigw demo-config`; run your own with `aigw serve --config FILE`.",
             g.listen
         );
     }
     s
 }
 
+/// `1 pool`, `2 pools`.
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn check(path: &Path) -> Result<(), String> {
     let cfg = config::load_file(path).map_err(|e| e.to_string())?;
     println!(
-        "{}: ok ({} backends, {} pools, {} models, {} mocks)",
+        "{}: ok ({}, {}, {}, {})",
         path.display(),
-        cfg.backends.len(),
-        cfg.pools.len(),
-        cfg.models.exact.len() + usize::from(cfg.models.fallback.is_some()),
-        cfg.mocks.len()
+        plural(cfg.backends.len(), "backend", "backends"),
+        plural(cfg.pools.len(), "pool", "pools"),
+        plural(
+            cfg.models.exact.len() + usize::from(cfg.models.fallback.is_some()),
+            "model",
+            "models"
+        ),
+        plural(cfg.mocks.len(), "mock", "mocks")
     );
     Ok(())
 }
@@ -205,7 +218,7 @@ fn mock(a: MockArgs) -> Result<(), String> {
         tls,
     };
     let cfg = config::demo();
-    let driver = DriverKind::from_env();
+    let driver = DriverKind::from_env()?;
     let plan = Plan {
         gateway: false,
         mocks: vec![spec],
@@ -219,4 +232,24 @@ fn mock(a: MockArgs) -> Result<(), String> {
             a.region
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_banner_reads_well() {
+        let cfg = config::demo();
+        let b = banner(&cfg, true, DriverKind::Legacy);
+        // A URL with a query is quoted, or a shell would glob the `?`.
+        for line in b.lines().filter(|l| l.contains("curl") && l.contains('?')) {
+            assert!(line.contains("'http://"), "{line}");
+        }
+        assert!(b.contains("/backends"), "{b}");
+        assert_eq!(plural(1, "worker", "workers"), "1 worker");
+        assert_eq!(plural(2, "worker", "workers"), "2 workers");
+        assert_eq!(plural(0, "mock", "mocks"), "0 mocks");
+    }
 }

@@ -15,12 +15,32 @@ pub enum DriverKind {
 
 impl DriverKind {
     /// `AIGW_DRIVER=legacy|uring` if set, else io_uring where the kernel supports it.
-    pub fn from_env() -> DriverKind {
-        match std::env::var("AIGW_DRIVER").ok().as_deref() {
-            Some("legacy") | Some("epoll") => DriverKind::Legacy,
-            Some("uring") | Some("io_uring") if monoio::utils::detect_uring() => DriverKind::Uring,
-            _ if monoio::utils::detect_uring() => DriverKind::Uring,
-            _ => DriverKind::Legacy,
+    ///
+    /// # Errors
+    /// An `AIGW_DRIVER` value that names no driver, or `uring` on a kernel without io_uring: a
+    /// typo must not silently run another driver than the one asked for.
+    pub fn from_env() -> Result<DriverKind, String> {
+        let var = std::env::var("AIGW_DRIVER").ok();
+        Self::choose(var.as_deref(), monoio::utils::detect_uring())
+    }
+
+    /// [`from_env`](Self::from_env) given the variable and whether io_uring works here.
+    ///
+    /// # Errors
+    /// As [`from_env`](Self::from_env).
+    pub fn choose(var: Option<&str>, uring_works: bool) -> Result<DriverKind, String> {
+        match var.map(str::trim) {
+            Some("legacy") | Some("epoll") => Ok(DriverKind::Legacy),
+            Some("uring") | Some("io_uring") if uring_works => Ok(DriverKind::Uring),
+            Some("uring") | Some("io_uring") => Err(
+                "AIGW_DRIVER asks for io_uring, which this kernel does not offer (or forbids); use AIGW_DRIVER=legacy".into(),
+            ),
+            None | Some("") if uring_works => Ok(DriverKind::Uring),
+            None | Some("") => Ok(DriverKind::Legacy),
+            Some(other) => Err(format!(
+                "AIGW_DRIVER must be `uring` or `legacy`, not {:?}",
+                other.escape_debug().to_string()
+            )),
         }
     }
 
@@ -57,5 +77,27 @@ where
                 .build()?;
             Ok(rt.block_on(make()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DriverKind;
+
+    #[test]
+    fn the_driver_is_what_was_asked_or_an_error() {
+        assert_eq!(DriverKind::choose(None, true), Ok(DriverKind::Uring));
+        assert_eq!(DriverKind::choose(None, false), Ok(DriverKind::Legacy));
+        assert_eq!(
+            DriverKind::choose(Some("legacy"), true),
+            Ok(DriverKind::Legacy)
+        );
+        assert_eq!(
+            DriverKind::choose(Some("uring"), true),
+            Ok(DriverKind::Uring)
+        );
+        assert!(DriverKind::choose(Some("uring"), false).is_err());
+        let e = DriverKind::choose(Some("iouring"), true).unwrap_err();
+        assert!(e.contains("iouring"), "{e}");
     }
 }

@@ -1,0 +1,120 @@
+//! Fit and finish (issue 8): what a new user sees of the process itself: the banner, the log
+//! format, the driver switch, `aigw check`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[macro_use]
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+both_drivers!(banner_lists_the_admin_endpoints_and_counts_plainly);
+
+/// The banner names `/backends` among the admin endpoints, says "1 worker" (not "1 workers") and
+/// quotes the demo's URL that carries a `?` (a shell would glob it).
+fn banner_lists_the_admin_endpoints_and_counts_plainly(d: Driver) {
+    let gw = Gateway::start(d, TWO_DIALECTS);
+    let out = gw.proc.stdout();
+    assert!(out.contains("(1 worker, "), "{out}");
+    let admin = gw.addr("admin");
+    assert!(out.contains(&format!("http://{admin}/backends")), "{out}");
+}
+
+#[test]
+fn a_bogus_driver_name_is_an_error() {
+    for bogus in ["iouring", "epol", "URING!"] {
+        // `serve` refuses before it binds anything (the demo's ports included).
+        let mut child = Command::new(AIGW)
+            .args(["serve"])
+            .env("AIGW_DRIVER", bogus)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("aigw serve with AIGW_DRIVER={bogus} kept running");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!status.success(), "{bogus}: {err}");
+        assert!(
+            err.contains("AIGW_DRIVER") && err.contains(bogus),
+            "{bogus}: {err}"
+        );
+    }
+}
+
+/// Logs written to a file or a pipe carry no ANSI colour codes.
+#[test]
+fn logs_to_a_pipe_have_no_colours() {
+    let dir = TempDir::new("ansi");
+    let cfg = dir.path("gw.toml");
+    let admin = free_addr();
+    write_atomic(
+        &cfg,
+        &format!(
+            "[gateway]\nlisten = \"{}\"\nadmin_listen = \"{admin}\"\nworkers = 1\n\n[backends.b]\nurl = \"http://127.0.0.1:9\"\n\n[pools.p]\nmembers = [{{ backend = \"b\" }}]\n\n[models]\n\"*\" = \"p\"\n",
+            free_addr()
+        ),
+    );
+    let mut child = Command::new(AIGW)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while health(admin) != Some(200) {
+        assert!(t0.elapsed() < START_LIMIT, "aigw did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "aigw did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("draining"), "an info line was expected: {err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI escapes in piped logs: {err:?}"
+    );
+}
+
+/// `aigw check` counts in words that agree with the numbers.
+#[test]
+fn check_counts_plainly() {
+    let dir = TempDir::new("check");
+    let cfg = dir.path("gw.toml");
+    write_atomic(
+        &cfg,
+        "[backends.b]\nurl = \"http://127.0.0.1:9\"\n\n[pools.p]\nmembers = [{ backend = \"b\" }]\n\n[models]\n\"*\" = \"p\"\n",
+    );
+    let out = Command::new(AIGW)
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("ok (1 backend, 1 pool, 1 model, 0 mocks)"),
+        "{text}"
+    );
+}
