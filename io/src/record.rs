@@ -160,19 +160,20 @@ pub fn finish(
         let line = json!({
             "time": rfc3339_ms(now_ms),
             "request_id": request_id,
-            "consumer": consumer,
+            // null, not "", when there is none: a log query can tell "no consumer" apart.
+            "consumer": none_if_empty(consumer),
             "client_ip": ip,
             "method": log_field(&method, MAX_LOG_FIELD_BYTES),
             "path": log_field(req.head.path(), MAX_LOG_PATH_BYTES),
             "model": model,
-            "backend": backend,
+            "backend": none_if_empty(backend),
             "status": rec.status,
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.total_tokens,
             "attempts": rec.attempts,
-            "total_ms": total.as_secs_f64() * 1e3,
-            "upstream_ms": rec.upstream_wait.as_secs_f64() * 1e3,
+            "total_ms": millis(total),
+            "upstream_ms": millis(rec.upstream_wait),
             "overhead_us": total.saturating_sub(rec.upstream_wait).as_micros() as u64,
             "stream": rec.stream,
         });
@@ -197,7 +198,7 @@ pub fn finish(
                 "model": model,
                 "region": region,
                 "request_id": request_id,
-                "consumer": consumer,
+                "consumer": none_if_empty(consumer),
                 "client_ip": ip,
                 "operation": rec.operation,
                 "stream": rec.stream,
@@ -239,6 +240,17 @@ pub fn log_field(s: &str, max: usize) -> Cow<'_, str> {
         out.push(c);
     }
     Cow::Owned(out)
+}
+
+/// `None` for "" (written as JSON null).
+fn none_if_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// Milliseconds with microsecond precision, printed without float noise (`1.234`, never
+/// `1.2340000000000002`: the division of whole microseconds prints in its shortest form).
+fn millis(d: std::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
 }
 
 /// `s` cut to at most `max` bytes on a char boundary, and whether it was cut.
