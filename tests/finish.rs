@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-both_drivers!(banner_lists_the_admin_endpoints_and_counts_plainly);
+both_drivers!(
+    banner_lists_the_admin_endpoints_and_counts_plainly,
+    admin_root_lists_the_endpoints,
+    a_due_breaker_shows_as_half_open,
+);
 
 /// The banner names `/backends` among the admin endpoints, says "1 worker" (not "1 workers") and
 /// quotes the demo's URL that carries a `?` (a shell would glob it).
@@ -117,4 +121,71 @@ fn check_counts_plainly() {
         text.contains("ok (1 backend, 1 pool, 1 model, 0 mocks)"),
         "{text}"
     );
+}
+
+/// `GET /` on the admin port answers with an index of the admin endpoints.
+fn admin_root_lists_the_endpoints(d: Driver) {
+    let gw = Gateway::start(d, TWO_DIALECTS);
+    let r = gw.admin("GET", "/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let paths: Vec<&str> = v["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/healthz", "/metrics", "/backends", "/reload"],
+        "{v}"
+    );
+}
+
+/// A breaker whose open period ran out lets the next pick through as its probe: `/backends`
+/// says `half_open` (ready for a probe), not `open`.
+fn a_due_breaker_shows_as_half_open(d: Driver) {
+    let template = TWO_DIALECTS.replace(
+        "api_key = \"oa-backend-key\"",
+        "api_key = \"oa-backend-key\"\ncircuit_breaker = { failures = 1, window = \"60s\", open_for = \"1s\" }",
+    );
+    let template = template.replace(
+        "[pools.p_oa]\nmembers = [{ backend = \"oa\" }]",
+        "[pools.p_oa]\nmembers = [{ backend = \"oa\" }]\nbench_for = \"0s\"",
+    );
+    let gw = Gateway::start(d, &template);
+    let state = || {
+        let v = gw.admin("GET", "/backends").json();
+        v["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == "oa")
+            .cloned()
+            .unwrap()
+    };
+    let r = gw.call(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock-status", "500")],
+        chat_body(Some("m-oa"), false).as_bytes(),
+    );
+    assert_eq!(r.status, 500, "{}", r.text());
+    let b = state();
+    assert_eq!(b["breaker"], "open", "{b}");
+    let t0 = Instant::now();
+    while state()["available"] != true {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{}", state());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let b = state();
+    assert_eq!(b["breaker"], "half_open", "{b}");
+    let r = gw.call(
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        chat_body(Some("m-oa"), false).as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(state()["breaker"], "closed");
 }

@@ -121,7 +121,26 @@ impl Service for Admin {
                     send_response(conn, 400, &[], "application/json", &body).await
                 }
             },
-            ("/healthz" | "/metrics" | "/backends" | "/reload", _) => {
+            ("/", true) => {
+                let index = serde_json::json!({
+                    "service": "aigw admin",
+                    "endpoints": [
+                        {"method": "GET", "path": "/healthz", "what": "200 ok; 503 while draining"},
+                        {"method": "GET", "path": "/metrics", "what": "Prometheus text"},
+                        {"method": "GET", "path": "/backends", "what": "per backend: breaker, bench, in flight, requests, failures"},
+                        {"method": "POST", "path": "/reload", "what": "re-read the config file"},
+                    ],
+                });
+                send_response(
+                    conn,
+                    200,
+                    &[],
+                    "application/json",
+                    index.to_string().as_bytes(),
+                )
+                .await
+            }
+            ("/" | "/healthz" | "/metrics" | "/backends" | "/reload", _) => {
                 send_error(conn, &GatewayError::MethodNotAllowed, false).await;
                 true
             }

@@ -118,7 +118,12 @@ impl HealthRegistry {
                 "name": b.name,
                 "url": b.url,
                 "available": s.available(now),
-                "breaker": s.breaker().name(),
+                // An open breaker whose period ran out lets the next pick through as its probe:
+                // it is half-open in all but name, and shown so.
+                "breaker": match s.breaker() {
+                    aigw_core::balance::BreakerState::Open if s.open_until() <= now => "half_open",
+                    st => st.name(),
+                },
                 "breaker_open_for_ms": open_ms,
                 "benched_for_ms": benched_ms,
                 "in_flight": s.in_flight.load(Relaxed),
