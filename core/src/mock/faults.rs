@@ -47,8 +47,9 @@ pub(crate) struct Simulation {
 
 /// The `simulation` object in the first message's content: `{"simulation":{"<region>"|"default":{…}}}`.
 ///
-/// The region's entry wins over `default`; a missing `response_status_code` means 200, a missing
-/// `wait_time_ms` means 0. The content may also be a string holding that JSON object.
+/// Each key falls back on its own, as the labs' mock does: `response_status_code` and
+/// `wait_time_ms` come from the region's entry when it has them, else from `default`; a key in
+/// neither means 200 and 0. The content may also be a string holding that JSON object.
 pub(crate) fn simulation(body: &Value, region: &str) -> Option<Simulation> {
     let content = body.get("messages")?.get(0)?.get("content")?;
     let parsed;
@@ -60,17 +61,20 @@ pub(crate) fn simulation(body: &Value, region: &str) -> Option<Simulation> {
         other => other,
     };
     let sim = content.get("simulation")?;
-    let entry = sim
-        .get(region)
-        .filter(|e| e.is_object())
-        .or_else(|| sim.get("default").filter(|e| e.is_object()))?;
-    let status = entry
-        .get("response_status_code")
+    let own = sim.get(region).filter(|e| e.is_object());
+    let default = sim.get("default").filter(|e| e.is_object());
+    if own.is_none() && default.is_none() {
+        return None;
+    }
+    let key = |k: &str| {
+        own.and_then(|e| e.get(k))
+            .or_else(|| default.and_then(|e| e.get(k)))
+    };
+    let status = key("response_status_code")
         .and_then(Value::as_u64)
         .and_then(valid_status)
         .unwrap_or(200);
-    let wait_ms = entry
-        .get("wait_time_ms")
+    let wait_ms = key("wait_time_ms")
         .and_then(Value::as_f64)
         .filter(|w| w.is_finite() && *w > 0.0)
         .map_or(0, |w| (w as u64).min(MAX_WAIT_MS));

@@ -148,6 +148,22 @@ fn simulation_object_by_region_and_default() {
     assert_eq!((r.status, r.delay_ms), (200, 120));
 }
 
+/// A region entry without `wait_time_ms` (the labs' usual `{"response_status_code": 429}`)
+/// takes `default`'s, and one without a status takes `default`'s status, key by key.
+#[test]
+fn region_entries_inherit_missing_keys_from_default() {
+    let body = r#"{"messages":[{"role":"user","content":{"simulation":{
+        "eastus":{"response_status_code":429},
+        "westus":{"wait_time_ms":40},
+        "default":{"response_status_code":503,"wait_time_ms":30}}}}]}"#;
+    let r = post(&opts("eastus"), "/v1/chat/completions", body);
+    assert_eq!((r.status, r.delay_ms), (429, 30));
+    let r = post(&opts("westus"), "/v1/chat/completions", body);
+    assert_eq!((r.status, r.delay_ms), (503, 40));
+    let r = post(&opts("northus"), "/v1/chat/completions", body);
+    assert_eq!((r.status, r.delay_ms), (503, 30));
+}
+
 #[test]
 fn rate_limit_headers_count_down() {
     let o = opts("r");
