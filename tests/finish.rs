@@ -15,6 +15,8 @@ both_drivers!(
     banner_lists_the_admin_endpoints_and_counts_plainly,
     admin_root_lists_the_endpoints,
     a_due_breaker_shows_as_half_open,
+    gateway_answers_have_one_error_shape_and_an_id,
+    a_timed_out_backend_is_named,
 );
 
 /// The banner names `/backends` among the admin endpoints, says "1 worker" (not "1 workers") and
@@ -188,4 +190,64 @@ fn a_due_breaker_shows_as_half_open(d: Driver) {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(state()["breaker"], "closed");
+}
+
+/// Every answer the gateway makes itself carries `x-request-id` and, when it is an error, the one
+/// OpenAI shape: exactly `message`, `type`, `param`, `code`.
+fn gateway_answers_have_one_error_shape_and_an_id(d: Driver) {
+    let template = TWO_DIALECTS.replace("workers = 1", "workers = 1\nmax_body_bytes = 1000")
+        + "\n[consumers.team]\nkeys = [\"team-key\"]\nmodels = [\"m-oa\"]\n";
+    let gw = Gateway::start(d, &template);
+    let key = ("api-key", "team-key");
+    let chat = |m: &str| chat_body(Some(m), false);
+    let big = vec![b' '; 2000];
+    let cases: Vec<(u16, Vec<u8>)> = vec![
+        (404, request("POST", "/v2/nothing", &[key], b"{}")),
+        (401, request("POST", "/v1/chat/completions", &[], chat("m-oa").as_bytes())),
+        (400, request("POST", "/v1/chat/completions", &[key], b"{not json")),
+        (400, request("POST", "/v1/chat/completions", &[key], chat("bad\u{7}name").as_bytes())),
+        (403, request("POST", "/v1/chat/completions", &[key], chat("m-az").as_bytes())),
+        (405, request("POST", "/v1/models", &[key], b"{}")),
+        (413, request("POST", "/v1/chat/completions", &[key], &big)),
+        (400, b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n".to_vec()),
+    ];
+    for (status, bytes) in cases {
+        let mut c = gw.client();
+        c.send(&bytes);
+        let r = c.read_response();
+        assert_eq!(r.status, status, "{}", r.text());
+        assert!(
+            r.header("x-request-id").is_some_and(|v| !v.is_empty()),
+            "{status}: {:?}",
+            r.headers
+        );
+        let v = r.json();
+        let mut keys: Vec<&str> = v["error"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["code", "message", "param", "type"], "{status}: {v}");
+    }
+    let r = gw.call("GET", "/v1/models", &[key], b"");
+    assert_eq!(r.status, 200);
+    assert!(r.header("x-request-id").is_some());
+}
+
+/// A 504 says which backend timed out and how many attempts were made.
+fn a_timed_out_backend_is_named(d: Driver) {
+    let template = TWO_DIALECTS.replace("workers = 1", "workers = 1\nupstream_timeout = \"300ms\"");
+    let gw = Gateway::start(d, &template);
+    let r = gw.call(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock-latency-ms", "3000")],
+        chat_body(Some("m-oa"), false).as_bytes(),
+    );
+    r.assert_openai_error(504);
+    assert_eq!(r.header("x-aigw-backend"), Some("oa"), "{:?}", r.headers);
+    assert_eq!(r.header("x-aigw-attempts"), Some("1"), "{:?}", r.headers);
+    assert!(r.header("x-request-id").is_some());
 }

@@ -161,9 +161,12 @@ impl From<crate::http1::DecodeError> for GatewayError {
     }
 }
 
-/// Build `{"error":{"message":…,"type":…,"code":…}}` with proper JSON escaping.
+/// Build `{"error":{"message":…,"type":…,"param":null,"code":…}}` (OpenAI's one error shape)
+/// with proper JSON escaping.
 pub fn error_body(message: &str, error_type: &str, code: &str) -> Bytes {
-    let v = serde_json::json!({"error": {"message": message, "type": error_type, "code": code}});
+    let v = serde_json::json!({
+        "error": {"message": message, "type": error_type, "param": null, "code": code}
+    });
     Bytes::from(v.to_string())
 }
 

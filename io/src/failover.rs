@@ -46,6 +46,16 @@ pub struct Ask<'a> {
     pub request_id: &'a str,
 }
 
+/// The last backend an attempt went to, and how many attempts were made: what a gateway-made
+/// error (502, 503, 504) reports in `x-aigw-backend` and `x-aigw-attempts`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tried {
+    /// The backend id, when any was tried.
+    pub backend: Option<usize>,
+    /// Attempts made.
+    pub attempts: usize,
+}
+
 /// Try members of `pool` until one answers with a status worth relaying.
 ///
 /// # Errors
@@ -57,6 +67,7 @@ pub async fn attempt(
     pool_id: usize,
     ask: &Ask<'_>,
     wait: &mut Duration,
+    tried_last: &mut Tried,
 ) -> Result<Won, GatewayError> {
     let cfg = &snap.cfg;
     let pool: &Pool = &cfg.pools[pool_id];
@@ -122,6 +133,10 @@ pub async fn attempt(
         // upstream_request: this backend's bytes, checked by the encoder. A request that cannot
         // be built is the client's error: it returns before anything counts against the backend.
         let sent = build(snap, bid, ask)?;
+        *tried_last = Tried {
+            backend: Some(bid),
+            attempts,
+        };
         let state = &snap.health[bid];
         let ticket = state.ticket(); // outcomes count only if the breaker did not move meanwhile
         state.requests.fetch_add(1, Relaxed);

@@ -137,6 +137,12 @@ pub trait Service {
         None
     }
 
+    /// A fresh request id for an answer the front door makes itself (a malformed request), if
+    /// the service tags its answers with one.
+    fn request_id(&self) -> Option<String> {
+        None
+    }
+
     /// True once the process is draining: connections close after their current request.
     fn draining(&self) -> bool {
         false
@@ -164,7 +170,7 @@ where
             Ok(h) => h,
             Err(HeadError::Closed) => return,
             Err(HeadError::Reply(e)) => {
-                send_error(&mut conn, &e, true).await;
+                refuse(&mut conn, &*svc, &e).await;
                 return;
             }
         };
@@ -179,7 +185,7 @@ where
                     Ok(b) => (pre, b),
                     Err(HeadError::Closed) => return,
                     Err(HeadError::Reply(e)) => {
-                        send_error(&mut conn, &e, true).await;
+                        refuse(&mut conn, &*svc, &e).await;
                         return;
                     }
                 }
@@ -453,6 +459,18 @@ async fn send_continue<S: AsyncReadRent + AsyncWriteRent>(
 ) -> Result<(), HeadError> {
     let (res, _) = conn.write(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
     res.map_err(|_| HeadError::Closed)
+}
+
+/// The front door's own refusal (malformed head or body, too large, too slow, busy): the error,
+/// the service's request id if it keeps them, and `connection: close`.
+async fn refuse<S: AsyncReadRent + AsyncWriteRent, Svc: Service>(
+    conn: &mut Conn<S>,
+    svc: &Svc,
+    e: &GatewayError,
+) {
+    let id = svc.request_id();
+    let headers: Vec<(&str, &str)> = id.iter().map(|i| ("x-request-id", i.as_str())).collect();
+    send_error_with(conn, e, true, &headers).await;
 }
 
 /// Write the OpenAI-style error answer for `e`; `close` adds `connection: close`.

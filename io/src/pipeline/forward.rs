@@ -7,7 +7,7 @@ use aigw_core::error::GatewayError;
 
 use super::RequestCtx;
 use crate::conn::Conn;
-use crate::failover::{attempt, Ask, Won};
+use crate::failover::{attempt, Ask, Tried, Won};
 use crate::peer::ClientIo;
 
 /// How long an attempt runs before the client's socket is watched for a hang-up.
@@ -35,16 +35,19 @@ pub(super) async fn run<S: ClientIo>(
         request_id: &ctx.rec.request_id,
     };
     let mut wait = Duration::ZERO;
+    let mut tried = Tried::default();
     // The watch starts after a short grace: most answers that come faster cost no poll at all.
     let watch = async {
         monoio::time::sleep(WATCH_AFTER).await;
         conn.io.peer_gone().await
     };
     let result = monoio::select! {
-        r = attempt(ctx.shard, ctx.snap, pool, &ask, &mut wait) => r,
+        r = attempt(ctx.shard, ctx.snap, pool, &ask, &mut wait, &mut tried) => r,
         _ = watch => Err(GatewayError::ClientClosed),
     };
     ctx.waited(wait);
+    ctx.rec.backend = tried.backend;
+    ctx.rec.attempts = tried.attempts;
     let won = result?;
     ctx.rec.backend = Some(won.backend);
     ctx.rec.attempts = won.attempts;

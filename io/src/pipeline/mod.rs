@@ -111,6 +111,10 @@ impl Service for Gateway {
         Some(&self.budget)
     }
 
+    fn request_id(&self) -> Option<String> {
+        Some(self.shard.next_request_id())
+    }
+
     async fn call<S: ClientIo>(&self, pre: Pre, req: Request, conn: &mut Conn<S>) -> bool {
         let shard = &self.shard;
         let _guard = InFlight::new(&shard.metrics.shared);

@@ -29,6 +29,12 @@ pub(super) async fn send_refusal<S: AsyncReadRent + AsyncWriteRent>(
 ) {
     let mut headers = vec![("x-request-id", ctx.rec.request_id.as_str())];
     headers.extend(ctx.rate.iter().flatten().map(|(k, v)| (*k, v.as_str())));
+    // Where backends were tried (a 502, 503 or 504 after attempts): which, and how many.
+    let mut n = itoa::Buffer::new();
+    if let Some(b) = ctx.rec.backend.and_then(|b| ctx.snap.cfg.backends.get(b)) {
+        headers.push(("x-aigw-backend", b.name.as_str()));
+        headers.push(("x-aigw-attempts", n.format(ctx.rec.attempts)));
+    }
     send_error_with(conn, e, ctx.req.closing, &headers).await;
 }
 
