@@ -60,6 +60,15 @@ pub enum GatewayError {
     /// The request head or body did not arrive in time.
     #[error("the request did not arrive in time")]
     RequestTimeout,
+    /// The request's reservation is larger than the caller's whole token bucket: it can never be
+    /// admitted, so no `Retry-After` is offered.
+    #[error("This request needs an estimated {requested} tokens (prompt plus max_tokens for each choice), more than the whole limit of {limit} tokens per minute: it can never be admitted. Lower max_tokens or n, or shorten the prompt.")]
+    TooLargeForLimit {
+        /// The reservation asked for.
+        requested: u64,
+        /// The bucket's capacity.
+        limit: u64,
+    },
     /// The gateway itself is out of a resource (buffered request bodies); retry in a second.
     #[error("{0}")]
     Busy(String),
@@ -73,7 +82,9 @@ impl GatewayError {
     /// The HTTP status.
     pub fn status(&self) -> u16 {
         match self {
-            GatewayError::BadRequest(_) | GatewayError::UnknownModel(_) => 400,
+            GatewayError::BadRequest(_)
+            | GatewayError::UnknownModel(_)
+            | GatewayError::TooLargeForLimit { .. } => 400,
             GatewayError::Unauthorized(_) => 401,
             GatewayError::Forbidden { .. } => 403,
             GatewayError::RateLimited { .. } => 429,
@@ -120,6 +131,7 @@ impl GatewayError {
             GatewayError::RequestTimeout => "request_timeout",
             GatewayError::ClientClosed => "client_closed_request",
             GatewayError::Busy(_) => "gateway_busy",
+            GatewayError::TooLargeForLimit { .. } => "tokens_exceed_limit",
         }
     }
 

@@ -280,17 +280,23 @@ pub fn reserve(
             match tb.try_reserve(adm.estimate, now_ns) {
                 Ok(r) => adm.bucket = Some((b, r)),
                 Err(d) => {
-                    // A request bigger than the whole bucket never fits: say "a minute" rather than never.
-                    let ms = if d.too_large {
-                        60_000
+                    // A request bigger than the whole bucket never fits, however long the client
+                    // waits: a 400 that says so, not a 429 whose Retry-After would fail again
+                    // (and that SDKs retry on their own).
+                    let error = if d.too_large {
+                        GatewayError::TooLargeForLimit {
+                            requested: adm.estimate,
+                            limit: tb.limit(),
+                        }
                     } else {
-                        d.retry_after_ns.div_ceil(1_000_000)
+                        GatewayError::RateLimited {
+                            retry_after_ms: d.retry_after_ns.div_ceil(1_000_000).max(1),
+                        }
                     };
                     return Err(Refusal {
-                        error: GatewayError::RateLimited {
-                            retry_after_ms: ms.max(1),
-                        },
+                        error,
                         rate: Some(Box::new(bucket_headers(tb, now_ns))),
+                        reason: Some("tokens_per_minute"),
                     });
                 }
             }
@@ -323,6 +329,7 @@ pub fn reserve(
                             message,
                             code: "quota_exceeded",
                         },
+                        reason: Some("quota"),
                         rate,
                     });
                 }
@@ -341,6 +348,7 @@ fn too_many_tokens() -> Refusal {
                 .into(),
         ),
         rate: None,
+        reason: None,
     }
 }
 
@@ -405,6 +413,9 @@ pub struct Refusal {
     pub error: GatewayError,
     /// The caller's bucket as it stands, when it has one (boxed: refusals are the rare path).
     pub rate: Option<Box<RateHeaders>>,
+    /// Which limit refused (`tokens_per_minute`, `quota`), for the rejection metric; `None` when
+    /// the request's own numbers do not add up.
+    pub reason: Option<&'static str>,
 }
 
 fn bucket_headers(tb: &TokenBucket, now_ns: u64) -> RateHeaders {

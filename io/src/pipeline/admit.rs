@@ -45,11 +45,7 @@ pub(super) fn run(ctx: &mut RequestCtx<'_>) -> Result<(), GatewayError> {
             Ok(())
         }
         Err(refusal) => {
-            ctx.rec.rejected = match refusal.error.status() {
-                429 => Some("tokens_per_minute"),
-                403 => Some("quota"),
-                _ => None, // a 400: the request's own numbers do not add up
-            };
+            ctx.rec.rejected = refusal.reason;
             ctx.rate = refusal.rate.map(|r| *r);
             Err(refusal.error)
         }
