@@ -338,13 +338,28 @@ token_quota = { tokens = 60, period = "day" }
     let msg = refused.resp.assert_openai_error(403);
     assert!(msg.starts_with("Token quota is exceeded"), "{msg}");
     assert_eq!(refused.resp.json()["error"]["code"], "quota_exceeded");
-    let resets = msg.rsplit(' ').next().unwrap().trim_end_matches('.');
-    let resets: u64 = resets.parse().expect("reset time in the message");
-    let now = unix_now();
+    // APIM's wording, and a Retry-After to the end of the day's window (UTC).
     assert!(
-        resets > now && resets <= now + 86_400 + 60,
-        "resets at {resets}, now {now}"
+        msg.starts_with("Token quota is exceeded. Try again in "),
+        "{msg}"
     );
+    let retry = refused.num_header("retry-after");
+    let now = unix_now();
+    let to_midnight = 86_400 - now % 86_400;
+    assert!(
+        retry >= to_midnight.saturating_sub(60) && retry <= to_midnight + 60,
+        "retry-after {retry}, {to_midnight} s to midnight UTC"
+    );
+    assert_eq!(
+        refused.num_header("x-ratelimit-remaining-quota-tokens"),
+        60u64.saturating_sub(spent)
+    );
+    // Every admitted answer said what was left of the quota, falling as it was spent.
+    let left: Vec<u64> = ok
+        .iter()
+        .map(|r| r.num_header("x-ratelimit-remaining-quota-tokens"))
+        .collect();
+    assert!(left.windows(2).all(|w| w[1] <= w[0]), "{left:?}");
     // Still refused, and the mock saw only the admitted requests.
     chat_on(&mut c, &OA, ALPHA).resp.assert_openai_error(403);
     assert_eq!(mock_total(&gw, "oa"), ok.len() as u64);

@@ -60,6 +60,15 @@ pub enum GatewayError {
     /// The request head or body did not arrive in time.
     #[error("the request did not arrive in time")]
     RequestTimeout,
+    /// The caller's token quota is spent for this window: 403 (as APIM answers), with the seconds
+    /// to the window's end when waiting helps.
+    #[error("{message}")]
+    QuotaExceeded {
+        /// Human text.
+        message: String,
+        /// Seconds until the window ends; `None` when the request is larger than the whole quota.
+        retry_after_secs: Option<u64>,
+    },
     /// The request's reservation is larger than the caller's whole token bucket: it can never be
     /// admitted, so no `Retry-After` is offered.
     #[error("This request needs an estimated {requested} tokens (prompt plus max_tokens for each choice), more than the whole limit of {limit} tokens per minute: it can never be admitted. Lower max_tokens or n, or shorten the prompt.")]
@@ -86,7 +95,7 @@ impl GatewayError {
             | GatewayError::UnknownModel(_)
             | GatewayError::TooLargeForLimit { .. } => 400,
             GatewayError::Unauthorized(_) => 401,
-            GatewayError::Forbidden { .. } => 403,
+            GatewayError::Forbidden { .. } | GatewayError::QuotaExceeded { .. } => 403,
             GatewayError::RateLimited { .. } => 429,
             GatewayError::NotFound(_) => 404,
             GatewayError::MethodNotAllowed => 405,
@@ -132,6 +141,7 @@ impl GatewayError {
             GatewayError::ClientClosed => "client_closed_request",
             GatewayError::Busy(_) => "gateway_busy",
             GatewayError::TooLargeForLimit { .. } => "tokens_exceed_limit",
+            GatewayError::QuotaExceeded { .. } => "quota_exceeded",
         }
     }
 
@@ -145,6 +155,9 @@ impl GatewayError {
                 Some(retry_after_ms.div_ceil(1000).max(1))
             }
             GatewayError::Busy(_) => Some(1),
+            GatewayError::QuotaExceeded {
+                retry_after_secs, ..
+            } => *retry_after_secs,
             _ => None,
         }
     }

@@ -158,6 +158,7 @@ fn period(p: QuotaPeriod) -> Period {
         QuotaPeriod::Day => Period::Day,
         QuotaPeriod::Week => Period::Week,
         QuotaPeriod::Month => Period::Month,
+        QuotaPeriod::Year => Period::Year,
     }
 }
 
@@ -297,6 +298,10 @@ pub fn reserve(
                         error,
                         rate: Some(Box::new(bucket_headers(tb, now_ns))),
                         reason: Some("tokens_per_minute"),
+                        quota_left: quota
+                            .as_ref()
+                            .and_then(|l| l.quota.as_ref())
+                            .map(|q| q.remaining(now_unix)),
                     });
                 }
             }
@@ -315,22 +320,30 @@ pub fn reserve(
                             rate = Some(Box::new(bucket_headers(tb, now_ns)));
                         }
                     }
-                    let message = if d.too_large {
-                        "Token quota is exceeded: this request is larger than the whole quota."
-                            .to_string()
+                    let error = if d.too_large {
+                        GatewayError::QuotaExceeded {
+                            message: format!(
+                                "Token quota is exceeded: this request needs an estimated {} tokens, more than the whole quota of {} tokens: it can never be admitted.",
+                                adm.estimate,
+                                q.limit()
+                            ),
+                            retry_after_secs: None,
+                        }
                     } else {
-                        format!(
-                            "Token quota is exceeded. It resets at unix time {}.",
-                            d.resets_at_unix_secs
-                        )
+                        let secs = d.resets_at_unix_secs.saturating_sub(now_unix).max(1);
+                        GatewayError::QuotaExceeded {
+                            message: format!(
+                                "Token quota is exceeded. Try again in {}.",
+                                in_words(secs)
+                            ),
+                            retry_after_secs: Some(secs),
+                        }
                     };
                     return Err(Refusal {
-                        error: GatewayError::Forbidden {
-                            message,
-                            code: "quota_exceeded",
-                        },
+                        error,
                         reason: Some("quota"),
                         rate,
+                        quota_left: Some(q.remaining(now_unix)),
                     });
                 }
             }
@@ -349,8 +362,30 @@ fn too_many_tokens() -> Refusal {
         ),
         rate: None,
         reason: None,
+        quota_left: None,
     }
 }
+
+/// APIM's wording of a wait: `21 minutes and 33 seconds`, `1 hour and 2 minutes`, `5 seconds`.
+pub fn in_words(secs: u64) -> String {
+    let unit = |n: u64, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let parts: Vec<String> = [(d, "day"), (h, "hour"), (m, "minute"), (s, "second")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, u)| unit(*n, u))
+        .take(2)
+        .collect();
+    match parts.as_slice() {
+        [] => unit(0, "second"),
+        [a] => a.clone(),
+        [a, b, ..] => format!("{a} and {b}"),
+    }
+}
+
+/// The header that tells a caller with a quota what is left of it (an estimate while requests
+/// are in flight), on every answer.
+pub const QUOTA_HEADER: &str = "x-ratelimit-remaining-quota-tokens";
 
 impl Admission {
     /// Settle the reservations against the real total (0 when the upstream answered an error).
@@ -378,6 +413,12 @@ impl Admission {
 }
 
 impl Admission {
+    /// What is left of the caller's quota now, when it has one.
+    pub fn quota_left(&self, now_unix: u64) -> Option<u64> {
+        let (l, _) = self.quota.as_ref()?;
+        Some(l.quota.as_ref()?.remaining(now_unix))
+    }
+
     /// The prompt estimate of the request (`model`, `body`), computed on first use and kept: the
     /// reservation and the settlement share one walk of the body.
     pub fn prompt_estimate(&mut self, model: &str, body: &[u8]) -> u64 {
@@ -416,6 +457,8 @@ pub struct Refusal {
     /// Which limit refused (`tokens_per_minute`, `quota`), for the rejection metric; `None` when
     /// the request's own numbers do not add up.
     pub reason: Option<&'static str>,
+    /// What is left of the caller's quota, when it has one.
+    pub quota_left: Option<u64>,
 }
 
 fn bucket_headers(tb: &TokenBucket, now_ns: u64) -> RateHeaders {

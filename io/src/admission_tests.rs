@@ -136,7 +136,8 @@ fn overflowing_caps_are_a_clear_400_and_take_nothing() {
     assert_eq!(l.dynamic_keys(), 0);
     assert!(reserve(&cfg_ip, &policy_ip, &l, None, &caller(Some(5), 2), 0, 0).is_ok());
     assert_eq!(l.dynamic_keys(), 1);
-    // A cap that fits but is bigger than the bucket is a 429 "too large", as before.
+    // A cap that fits but is bigger than the whole bucket can never be admitted: a 400 that
+    // says so (no Retry-After), counted as a token-limit rejection.
     let r = reserve(
         &cfg,
         &policy,
@@ -146,7 +147,11 @@ fn overflowing_caps_are_a_clear_400_and_take_nothing() {
         0,
         0,
     );
-    assert_eq!(r.err().map(|r| r.error.status()), Some(429));
+    let r = r.err().unwrap();
+    assert_eq!(r.error.status(), 400);
+    assert_eq!(r.error.code(), "tokens_exceed_limit");
+    assert_eq!(r.error.retry_after(), None);
+    assert_eq!(r.reason, Some("tokens_per_minute"));
 }
 
 #[test]
@@ -201,4 +206,14 @@ fn the_prompt_estimate_is_computed_once_and_unreadable_answers_pay_the_reservati
     );
     let u = adm.usage_of(&Tapped::default(), "gpt-4o", b"{}");
     assert_eq!((u.prompt_tokens, u.total_tokens), (9, 9));
+}
+
+#[test]
+fn waits_read_like_apim() {
+    assert_eq!(in_words(0), "0 seconds");
+    assert_eq!(in_words(1), "1 second");
+    assert_eq!(in_words(53), "53 seconds");
+    assert_eq!(in_words(21 * 60 + 33), "21 minutes and 33 seconds");
+    assert_eq!(in_words(3600 + 120 + 5), "1 hour and 2 minutes");
+    assert_eq!(in_words(86_400 * 3 + 7), "3 days and 7 seconds");
 }

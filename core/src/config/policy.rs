@@ -123,17 +123,18 @@ fn quota(name: &str, q: RawQuota) -> Result<QuotaConfig> {
         None => {
             return Err(invalid(
                 key_path!["consumers", name, "token_quota"],
-                "missing key \"period\" (\"hour\", \"day\", \"week\" or \"month\")",
+                "missing key \"period\" (\"hour\", \"day\", \"week\", \"month\" or \"year\")",
             ));
         }
         Some("hour") => QuotaPeriod::Hour,
         Some("day") => QuotaPeriod::Day,
         Some("week") => QuotaPeriod::Week,
         Some("month") => QuotaPeriod::Month,
+        Some("year") => QuotaPeriod::Year,
         Some(other) => {
             return Err(invalid(
                 at("period"),
-                format!("unknown period \"{other}\" (expected \"hour\", \"day\", \"week\" or \"month\")"),
+                format!("unknown period \"{other}\" (expected \"hour\", \"day\", \"week\", \"month\" or \"year\")"),
             ));
         }
     };

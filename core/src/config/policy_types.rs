@@ -50,6 +50,8 @@ pub enum QuotaPeriod {
     Week,
     /// `"month"`.
     Month,
+    /// `"year"`.
+    Year,
 }
 
 /// `[token_limit]`: tokens per minute for callers without a limit of their own.

@@ -20,6 +20,8 @@ pub enum Period {
     Week,
     /// A calendar month: the 1st 00:00 UTC to the 1st of the next month.
     Month,
+    /// A calendar year: 1 January 00:00 UTC to the next 1 January.
+    Year,
 }
 
 /// The unix second at which the `period` window holding `now_unix_secs` starts.
@@ -34,6 +36,10 @@ pub fn window_start(period: Period, now_unix_secs: u64) -> u64 {
         Period::Month => {
             let (y, m, _) = civil_from_days(days);
             days_from_civil(y, m, 1) * DAY
+        }
+        Period::Year => {
+            let (y, _, _) = civil_from_days(days);
+            days_from_civil(y, 1, 1) * DAY
         }
     }
 }
@@ -52,6 +58,10 @@ pub fn window_end(period: Period, now_unix_secs: u64) -> u64 {
             let (y, m, _) = civil_from_days(now_unix_secs / DAY);
             let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
             days_from_civil(y, m, 1).saturating_mul(DAY)
+        }
+        Period::Year => {
+            let (y, _, _) = civil_from_days(now_unix_secs / DAY);
+            days_from_civil(y + 1, 1, 1).saturating_mul(DAY)
         }
     }
 }
@@ -113,6 +123,29 @@ mod tests {
         );
         assert_eq!(window(Period::Hour, 0), (0, HOUR));
         assert_eq!(window(Period::Day, 0), (0, DAY));
+    }
+
+    #[test]
+    fn years_are_calendar_years() {
+        const JAN_1_2025: u64 = 1_735_689_600;
+        const JAN_1_2027: u64 = 1_798_761_600;
+        assert_eq!(window(Period::Year, JAN_1_2026), (JAN_1_2026, JAN_1_2027));
+        assert_eq!(
+            window(Period::Year, JAN_1_2027 - 1),
+            (JAN_1_2026, JAN_1_2027)
+        );
+        assert_eq!(
+            window(Period::Year, JAN_1_2026 - 1),
+            (JAN_1_2025, JAN_1_2026)
+        );
+        // 2024 was a leap year: 366 days.
+        const JAN_1_2024: u64 = 1_704_067_200;
+        assert_eq!(JAN_1_2025 - JAN_1_2024, 366 * DAY);
+        assert_eq!(
+            window(Period::Year, JAN_1_2024 + 59 * DAY),
+            (JAN_1_2024, JAN_1_2025)
+        );
+        assert_eq!(window(Period::Year, 0), (0, 365 * DAY));
     }
 
     #[test]

@@ -41,11 +41,13 @@ pub(super) fn run(ctx: &mut RequestCtx<'_>) -> Result<(), GatewayError> {
     ) {
         Ok(adm) => {
             ctx.rate = adm.rate_headers(now);
+            ctx.quota_left = adm.quota_left(unix_secs());
             ctx.admission = Some(adm);
             Ok(())
         }
         Err(refusal) => {
             ctx.rec.rejected = refusal.reason;
+            ctx.quota_left = refusal.quota_left;
             ctx.rate = refusal.rate.map(|r| *r);
             Err(refusal.error)
         }

@@ -31,6 +31,8 @@ pub struct RequestCtx<'r> {
     pub admission: Option<Admission>,
     /// The caller's rate-limit headers, as admission left them.
     pub rate: Option<RateHeaders>,
+    /// What is left of the caller's quota, when it has one (`x-ratelimit-remaining-quota-tokens`).
+    pub quota_left: Option<u64>,
     /// What is known so far, for metrics and logs.
     pub rec: Record,
 }
@@ -54,6 +56,7 @@ impl<'r> RequestCtx<'r> {
             pool: None,
             admission: None,
             rate: None,
+            quota_left: None,
             rec,
         }
     }

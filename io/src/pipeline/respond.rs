@@ -10,6 +10,7 @@ use aigw_core::openai::UsageTap;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::RequestCtx;
+use crate::admission::QUOTA_HEADER;
 use crate::conn::Conn;
 use crate::failover::{client_head, Won};
 use crate::relay::{relay_body, RelayEnd, RelayMode};
@@ -29,6 +30,10 @@ pub(super) async fn send_refusal<S: AsyncReadRent + AsyncWriteRent>(
 ) {
     let mut headers = vec![("x-request-id", ctx.rec.request_id.as_str())];
     headers.extend(ctx.rate.iter().flatten().map(|(k, v)| (*k, v.as_str())));
+    let mut q = itoa::Buffer::new();
+    if let Some(left) = ctx.quota_left {
+        headers.push((QUOTA_HEADER, q.format(left)));
+    }
     // Where backends were tried (a 502, 503 or 504 after attempts): which, and how many.
     let mut n = itoa::Buffer::new();
     if let Some(b) = ctx.rec.backend.and_then(|b| ctx.snap.cfg.backends.get(b)) {
@@ -52,12 +57,16 @@ pub(super) async fn run<S: AsyncReadRent + AsyncWriteRent>(
         .resp
         .header("content-type")
         .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
-    let rate_refs: Vec<(&str, &[u8])> = ctx
+    let mut q = itoa::Buffer::new();
+    let mut rate_refs: Vec<(&str, &[u8])> = ctx
         .rate
         .iter()
         .flatten()
         .map(|(k, v)| (*k, v.as_bytes()))
         .collect();
+    if let Some(left) = ctx.quota_left {
+        rate_refs.push((QUOTA_HEADER, q.format(left).as_bytes()));
+    }
     // An HTTP/1.0 client cannot read chunked framing: it gets the data, ended by a close.
     let dechunk = req.head.version_minor == 0 && won.resp.framing == BodyFraming::Chunked;
     let head_out = client_head(
