@@ -193,7 +193,7 @@ retry_on = [429, "500-599"]
 # [consumers.team-a]
 # keys = ["env:TEAM_A_KEY"]       # or literal keys; only their SHA-256 is kept in memory
 # tokens_per_minute = 5000        # overrides [token_limit]
-# token_quota = { tokens = 1000000, period = "month" }   # hour, day, week or month
+# token_quota = { tokens = 1000000, period = "month" }   # hour, day, week, month or year
 # models = ["gpt-4o-mini"]        # absent = every model
 
 # A tokens-per-minute limit for callers without their own.
