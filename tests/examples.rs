@@ -12,7 +12,10 @@ use std::process::Command;
 
 use common::*;
 
-both_drivers!(every_example_serves);
+both_drivers!(
+    every_example_serves,
+    circuit_breaker_example_reproduces_the_lab
+);
 
 fn examples() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
@@ -142,4 +145,43 @@ fn every_example_serves(d: Driver) {
             );
         }
     }
+}
+
+/// `examples/circuit-breaker.toml` shows what the lab shows: three 429s from the backend, then
+/// 503 from the gateway without the backend being called.
+fn circuit_breaker_example_reproduces_the_lab(d: Driver) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/circuit-breaker.toml");
+    let gw = Gateway::start(
+        d,
+        &template(&std::fs::read_to_string(path).expect("read example")),
+    );
+    let body = chat_body(Some("gpt-4o-mini"), false);
+    let call = || {
+        gw.call(
+            "POST",
+            "/v1/chat/completions",
+            &[("x-mock-status", "429")],
+            body.as_bytes(),
+        )
+    };
+    for i in 1..=3 {
+        let r = call();
+        assert_eq!(r.status, 429, "request {i}: {}", r.text());
+        assert_eq!(r.header("x-aigw-backend"), Some("openaimock1"));
+    }
+    let r = call();
+    assert_eq!(r.status, 503, "request 4: {}", r.text());
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("retry-after")
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(
+        gw.mock_requests("p18051").len(),
+        3,
+        "the fourth reached the backend"
+    );
+    let v = gw.admin("GET", "/backends").json();
+    assert_eq!(v["backends"][0]["breaker"], "open", "{v}");
 }
