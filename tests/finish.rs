@@ -17,6 +17,7 @@ both_drivers!(
     a_due_breaker_shows_as_half_open,
     gateway_answers_have_one_error_shape_and_an_id,
     a_timed_out_backend_is_named,
+    a_recognised_key_is_counted_even_when_refused,
 );
 
 /// The banner names `/backends` among the admin endpoints, says "1 worker" (not "1 workers") and
@@ -250,4 +251,29 @@ fn a_timed_out_backend_is_named(d: Driver) {
     assert_eq!(r.header("x-aigw-backend"), Some("oa"), "{:?}", r.headers);
     assert_eq!(r.header("x-aigw-attempts"), Some("1"), "{:?}", r.headers);
     assert!(r.header("x-request-id").is_some());
+}
+
+/// Once the key is recognised the consumer is on the metrics, refusals included (a 403 for a
+/// model it may not use).
+fn a_recognised_key_is_counted_even_when_refused(d: Driver) {
+    let template = TWO_DIALECTS.to_string()
+        + "\n[consumers.team]\nkeys = [\"team-key\"]\nmodels = [\"m-oa\"]\n";
+    let gw = Gateway::start(d, &template);
+    let r = gw.call(
+        "POST",
+        "/v1/chat/completions",
+        &[("api-key", "team-key")],
+        chat_body(Some("m-az"), false).as_bytes(),
+    );
+    r.assert_openai_error(403);
+    let want = r#"aigw_consumer_requests_total{consumer="team",status="403"} 1"#;
+    let t0 = Instant::now();
+    loop {
+        let m = gw.admin("GET", "/metrics").text();
+        if m.contains(want) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "{want} not in\n{m}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
