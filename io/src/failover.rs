@@ -132,7 +132,16 @@ pub async fn attempt(
         let bid = pool.members[idx].backend;
         // upstream_request: this backend's bytes, checked by the encoder. A request that cannot
         // be built is the client's error: it returns before anything counts against the backend.
-        let sent = build(snap, bid, ask)?;
+        let sent = match build(snap, bid, ask) {
+            Ok(s) => s,
+            Err(e) => {
+                // The pick may have taken the member's half-open probe turn: give it back, or
+                // a request that was never sent would hold the member out for the lease.
+                let state = &snap.health[bid];
+                state.abandon(state.ticket(), now_ms());
+                return Err(e);
+            }
+        };
         *tried_last = Tried {
             backend: Some(bid),
             attempts,

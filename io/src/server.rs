@@ -171,6 +171,7 @@ where
             Err(HeadError::Closed) => return,
             Err(HeadError::Reply(e)) => {
                 refuse(&mut conn, &*svc, &e).await;
+                linger(&mut conn).await;
                 return;
             }
         };
@@ -186,6 +187,7 @@ where
                     Err(HeadError::Closed) => return,
                     Err(HeadError::Reply(e)) => {
                         refuse(&mut conn, &*svc, &e).await;
+                        linger(&mut conn).await;
                         return;
                     }
                 }
@@ -307,9 +309,11 @@ async fn read_head<S: AsyncReadRent + AsyncWriteRent>(
     // arrive within `header`, so a client dribbling one byte at a time cannot hold the slot.
     let mut deadline = (!conn.buf.is_empty()).then(|| Instant::now() + limits.header);
     // Bytes already searched for the end of the head: a head dribbled in small reads is parsed
-    // once, when it is complete (or too large), not once per read. The first attempt parses
-    // directly (a head almost always arrives whole in one read); only after a partial parse does
-    // the cheap scan for the blank line guard the next parse.
+    // when a blank line has arrived (or it is too large), not once per read. The first attempt
+    // parses directly (a head almost always arrives whole in one read); only after a partial parse
+    // does the cheap scan guard the next one. Empty lines before the request line (which httparse
+    // skips) pass the scan and cost a parse each; that stays bounded by `max_head_bytes` and the
+    // header timeout.
     let mut scanned = 0;
     let mut partial = false;
     loop {

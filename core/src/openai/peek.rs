@@ -213,12 +213,30 @@ fn walk_parts<'a, E>(
     }
     // A delimiter is CRLF "--" boundary; the first one may also open the body (no preamble).
     let delim = [b"\r\n--", boundary.as_bytes()].concat();
-    let next_delim = Finder::new(&delim);
+    let finder = Finder::new(&delim);
+    // Only a delimiter followed by `--` or by optional blanks and CRLF counts (RFC 2046), as in
+    // strict parsers: `--boundaryX` inside a file's bytes does not start a part.
+    let next_delim = |hay: &[u8]| -> Option<usize> {
+        let mut from = 0;
+        while let Some(i) = finder.find(&hay[from..]) {
+            let at = from + i;
+            let after = &hay[at + delim.len()..];
+            let blanks = after
+                .iter()
+                .take_while(|b| **b == b' ' || **b == b'\t')
+                .count();
+            if after.starts_with(b"--") || after[blanks..].starts_with(b"\r\n") {
+                return Some(at);
+            }
+            from = at + 1;
+        }
+        None
+    };
     let blank_line = Finder::new(b"\r\n\r\n");
     let mut at = if body.starts_with(&delim[2..]) {
         delim.len() - 2
     } else {
-        match next_delim.find(body) {
+        match next_delim(body) {
             Some(i) => i + delim.len(),
             None => return Ok(()),
         }
@@ -237,7 +255,7 @@ fn walk_parts<'a, E>(
         let Some(content) = body.get(content_at..) else {
             return Ok(());
         };
-        let Some(content_len) = next_delim.find(content) else {
+        let Some(content_len) = next_delim(content) else {
             return Ok(());
         };
         part(&rest[..head_len], &content[..content_len])?;
@@ -252,13 +270,13 @@ enum Named {
     OtherCase,
 }
 
-/// Whether a part's head has `Content-Disposition: ...; name="NAME"`, exactly or in another case.
+/// Whether a part's head names the field `name`: exactly (`name="model"`), or in any other form
+/// some backend's parser would also read as that field (another case, no quotes, spaces around
+/// `=`, RFC 5987 `name*=`, a bare-LF line, twice), which the caller refuses as ambiguous.
 fn names_field(head: &[u8], name: &str) -> Named {
-    let Ok(head) = std::str::from_utf8(head) else {
-        return Named::No;
-    };
+    let head = String::from_utf8_lossy(head);
     let mut named = Named::No;
-    for line in head.split("\r\n") {
+    for line in head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)) {
         let Some((field, value)) = line.split_once(':') else {
             continue;
         };
@@ -266,19 +284,38 @@ fn names_field(head: &[u8], name: &str) -> Named {
             continue;
         }
         for p in value.split(';') {
-            let p = p.trim();
-            let v = p
-                .get(..5)
-                .filter(|k| k.eq_ignore_ascii_case("name="))
-                .and_then(|_| p.get(5..))
-                .and_then(|v| v.strip_prefix('"'))
-                .and_then(|v| v.strip_suffix('"'));
-            match v {
-                Some(v) if v == name => named = Named::Exactly,
-                Some(v) if v.eq_ignore_ascii_case(name) => return Named::OtherCase,
-                _ => {}
+            let Some((k, raw)) = p.split_once('=') else {
+                continue;
+            };
+            let (k, raw) = (k.trim(), raw.trim());
+            let extended = k.eq_ignore_ascii_case("name*");
+            if !extended && !k.eq_ignore_ascii_case("name") {
+                continue;
             }
+            let quoted = raw.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+            let v = match (extended, quoted) {
+                (true, _) => raw.rsplit('\'').next().unwrap_or(raw),
+                (false, Some(q)) => q,
+                (false, None) => raw,
+            };
+            if !v.eq_ignore_ascii_case(name) {
+                continue;
+            }
+            let exact = !extended
+                && quoted == Some(name)
+                && p.trim_start()
+                    .get(..6)
+                    .is_some_and(|k| k.eq_ignore_ascii_case("name=\""))
+                && !matches!(named, Named::Exactly);
+            if !exact {
+                return Named::OtherCase;
+            }
+            named = Named::Exactly;
         }
+    }
+    // A bare LF anywhere in a head that names the field: parsers disagree on such lines.
+    if matches!(named, Named::Exactly) && head.replace("\r\n", "").contains('\n') {
+        return Named::OtherCase;
     }
     named
 }
@@ -387,6 +424,43 @@ mod multipart_tests {
         assert_eq!(
             multipart_field(bad, ct, "model"),
             Err(super::MultipartError::NotUtf8)
+        );
+        // The forms other parsers read as the model field too: unquoted, spaced, RFC 5987, a
+        // bare-LF head, twice in one head.
+        for head in [
+            "Content-Disposition: form-data; name=model",
+            "Content-Disposition: form-data; name = \"model\"",
+            "Content-Disposition: form-data; name*=utf-8''model",
+            "Content-Type: text/plain\nContent-Disposition: form-data; name=\"model\"",
+            "Content-Disposition: form-data; name=\"model\"; name=\"model\"",
+        ] {
+            let body = format!(
+                "{}--X\r\n{head}\r\n\r\ngpt-4o\r\n--X--",
+                part("model", "whisper-1")
+            );
+            assert_eq!(
+                multipart_field(body.as_bytes(), ct, "model"),
+                Err(super::MultipartError::Ambiguous),
+                "{head:?}"
+            );
+        }
+        // A file whose bytes hold `--X` followed by anything but `--` or CRLF is not split there.
+        let body = format!(
+            "--X\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nab\r\n--Xjunk\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nfake\r\n{}--X--",
+            part("model", "whisper-1")
+        );
+        assert_eq!(
+            multipart_field(body.as_bytes(), ct, "model"),
+            Ok(Some("whisper-1"))
+        );
+        // A file called model.wav is not the model field.
+        let body = format!(
+            "--X\r\nContent-Disposition: form-data; name=\"file\"; filename=\"model.wav\"\r\n\r\nRIFF\r\n{}--X--",
+            part("model", "whisper-1")
+        );
+        assert_eq!(
+            multipart_field(body.as_bytes(), ct, "model"),
+            Ok(Some("whisper-1"))
         );
         let one = format!("{}{}--X--", part("file", "x"), part("model", "whisper-1"));
         assert_eq!(
