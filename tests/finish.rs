@@ -157,16 +157,7 @@ fn a_due_breaker_shows_as_half_open(d: Driver) {
         "[pools.p_oa]\nmembers = [{ backend = \"oa\" }]\nbench_for = \"0s\"",
     );
     let gw = Gateway::start(d, &template);
-    let state = || {
-        let v = gw.admin("GET", "/backends").json();
-        v["backends"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["name"] == "oa")
-            .cloned()
-            .unwrap()
-    };
+    let state = || gw.backend("oa");
     let r = gw.call(
         "POST",
         "/v1/chat/completions",
@@ -267,13 +258,9 @@ fn a_recognised_key_is_counted_even_when_refused(d: Driver) {
     );
     r.assert_openai_error(403);
     let want = r#"aigw_consumer_requests_total{consumer="team",status="403"} 1"#;
-    let t0 = Instant::now();
-    loop {
-        let m = gw.admin("GET", "/metrics").text();
-        if m.contains(want) {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(5), "{want} not in\n{m}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        gw.metrics_within(|m| m.contains(want)),
+        "{want} not in\n{}",
+        gw.admin("GET", "/metrics").text()
+    );
 }

@@ -378,6 +378,53 @@ impl Gateway {
             .expect("metric value")
     }
 
+    /// The `/backends` entry of backend `name`.
+    pub fn backend(&self, name: &str) -> Value {
+        let v = self.admin("GET", "/backends").json();
+        v["backends"]
+            .as_array()
+            .expect("backends")
+            .iter()
+            .find(|b| b["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {v}"))
+    }
+
+    /// Poll `/backends` until `cond` holds for `name` and return that entry; panics after `limit`.
+    pub fn wait_backend(
+        &self,
+        name: &str,
+        limit: Duration,
+        cond: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let b = self.backend(name);
+            if cond(&b) {
+                return b;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "backend {name} never reached the expected state: {b}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether `/metrics` satisfies `ok` within 5 s (a request is counted just after it ends).
+    pub fn metrics_within(&self, ok: impl Fn(&str) -> bool) -> bool {
+        let t0 = Instant::now();
+        loop {
+            if ok(&self.admin("GET", "/metrics").text()) {
+                return true;
+            }
+            if t0.elapsed() > Duration::from_secs(5) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The requests the mock listening at `{addr:NAME}` recorded, oldest first.
     pub fn mock_requests(&self, name: &str) -> Vec<Value> {
         mock_requests(self.addr(name))

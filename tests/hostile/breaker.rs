@@ -40,30 +40,11 @@ fn chat_with(gw: &Gateway, headers: &[(&str, &str)]) -> Response {
 
 /// The entry of backend `name` in the admin `/backends` JSON.
 fn backend_state(gw: &Gateway, name: &str) -> Value {
-    let v = gw.admin("GET", "/backends").json();
-    v["backends"]
-        .as_array()
-        .expect("backends")
-        .iter()
-        .find(|b| b["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no {name} in {v}"))
+    gw.backend(name)
 }
 
-/// Poll `/backends` until `cond` holds for `name`; panics after `limit`.
 fn wait_backend(gw: &Gateway, name: &str, limit: Duration, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let b = backend_state(gw, name);
-        if cond(&b) {
-            return b;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "backend {name} never reached the expected state: {b}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    gw.wait_backend(name, limit, cond)
 }
 
 fn transitions(gw: &Gateway, to: &str) -> f64 {

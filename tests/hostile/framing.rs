@@ -160,14 +160,7 @@ fn client_errors_never_touch_backend_health(d: Driver) {
             r.assert_openai_error(400);
         }
     }
-    let b = gw.admin("GET", "/backends").json();
-    let az = b["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["name"] == "az")
-        .cloned()
-        .unwrap_or_else(|| panic!("{b}"));
+    let az = gw.backend("az");
     assert_eq!(az["failures"], 0, "{az}");
     assert_eq!(az["breaker"], "closed", "{az}");
     let r = gw.call(
@@ -292,7 +285,7 @@ fn unauthenticated_bodies_never_become_labels(d: Driver) {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     // A request is counted just after its answer is written: give the worker a moment.
-    assert!(metrics_within(&gw, |m| m.contains("known-after-auth")));
+    assert!(gw.metrics_within(|m| m.contains("known-after-auth")));
 }
 
 /// Request bodies one worker buffers at once are bounded: a body that does not fit the budget
@@ -420,9 +413,7 @@ fn a_client_that_hangs_up_cancels_its_upstream_request(d: Driver) {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(in_flight(), 0, "the upstream attempt outlived its client");
-    assert!(metrics_within(&gw, |m| m
-        .lines()
-        .any(|l| l.contains("status=\"499\""))));
+    assert!(gw.metrics_within(|m| m.lines().any(|l| l.contains("status=\"499\""))));
     // A pipelining client that sent its next request early is not mistaken for a hang-up.
     let mut c = gw.client();
     let mut two = request(
@@ -440,18 +431,4 @@ fn a_client_that_hangs_up_cancels_its_upstream_request(d: Driver) {
     c.send(&two);
     assert_eq!(c.read_response().status, 200);
     assert_eq!(c.read_response().status, 200);
-}
-
-/// Whether `/metrics` satisfies `ok` within 5 s (a request is counted just after it ends).
-fn metrics_within(gw: &Gateway, ok: impl Fn(&str) -> bool) -> bool {
-    let t0 = Instant::now();
-    loop {
-        if ok(&gw.admin("GET", "/metrics").text()) {
-            return true;
-        }
-        if t0.elapsed() > Duration::from_secs(5) {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

@@ -65,20 +65,15 @@ fn chat(model: &str) -> String {
 }
 
 fn backend(gw: &Gateway, name: &str) -> Value {
-    let v = gw.admin("GET", "/backends").json();
-    v["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no {name} in {v}"))
+    gw.backend(name)
 }
 
+/// Like `Gateway::wait_backend`, but hands back the last state at the limit so the caller's
+/// assertion says what was expected.
 fn wait_backend(gw: &Gateway, name: &str, limit: Duration, cond: impl Fn(&Value) -> bool) -> Value {
     let end = Instant::now() + limit;
     loop {
-        let b = backend(gw, name);
+        let b = gw.backend(name);
         if cond(&b) || Instant::now() > end {
             return b;
         }
