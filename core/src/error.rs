@@ -81,6 +81,16 @@ pub enum GatewayError {
     /// The gateway itself is out of a resource (buffered request bodies); retry in a second.
     #[error("{0}")]
     Busy(String),
+    /// A Responses API request names a stored response the gateway cannot place: not created
+    /// through it by this caller, or forgotten since. 404 for retrieve, delete, input items and
+    /// cancel; 400 (`param: previous_response_id`) for a continuation, as OpenAI answers both.
+    #[error("{message}")]
+    UnknownResponse {
+        /// Human text.
+        message: String,
+        /// It was the body's `previous_response_id`.
+        previous: bool,
+    },
     /// The client closed its connection before the answer (logged as nginx's 499; nothing is
     /// sent).
     #[error("the client closed the connection")]
@@ -98,6 +108,13 @@ impl GatewayError {
             GatewayError::Forbidden { .. } | GatewayError::QuotaExceeded { .. } => 403,
             GatewayError::RateLimited { .. } => 429,
             GatewayError::NotFound(_) => 404,
+            GatewayError::UnknownResponse { previous, .. } => {
+                if *previous {
+                    400
+                } else {
+                    404
+                }
+            }
             GatewayError::MethodNotAllowed => 405,
             GatewayError::RequestTimeout => 408,
             GatewayError::ClientClosed => 499,
@@ -142,6 +159,8 @@ impl GatewayError {
             GatewayError::Busy(_) => "gateway_busy",
             GatewayError::TooLargeForLimit { .. } => "tokens_exceed_limit",
             GatewayError::QuotaExceeded { .. } => "quota_exceeded",
+            GatewayError::UnknownResponse { previous: true, .. } => "previous_response_not_found",
+            GatewayError::UnknownResponse { previous: false, .. } => "not_found",
         }
     }
 
@@ -170,9 +189,22 @@ impl GatewayError {
         }
     }
 
-    /// The OpenAI-style body `{"error":{"message","type","code"}}`.
+    /// OpenAI's `param` field: the request field at fault, when one is.
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::UnknownResponse { previous: true, .. } => Some("previous_response_id"),
+            _ => None,
+        }
+    }
+
+    /// The OpenAI-style body `{"error":{"message","type","param","code"}}`.
     pub fn body(&self) -> Bytes {
-        error_body(&self.to_string(), self.error_type(), self.code())
+        error_body_with(
+            &self.to_string(),
+            self.error_type(),
+            self.param(),
+            self.code(),
+        )
     }
 }
 
@@ -189,8 +221,13 @@ impl From<crate::http1::DecodeError> for GatewayError {
 /// Build `{"error":{"message":…,"type":…,"param":null,"code":…}}` (OpenAI's one error shape)
 /// with proper JSON escaping.
 pub fn error_body(message: &str, error_type: &str, code: &str) -> Bytes {
+    error_body_with(message, error_type, None, code)
+}
+
+/// [`error_body`] with a `param`.
+pub fn error_body_with(message: &str, error_type: &str, param: Option<&str>, code: &str) -> Bytes {
     let v = serde_json::json!({
-        "error": {"message": message, "type": error_type, "param": null, "code": code}
+        "error": {"message": message, "type": error_type, "param": param, "code": code}
     });
     Bytes::from(v.to_string())
 }

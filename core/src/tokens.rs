@@ -120,7 +120,7 @@ pub fn estimate_value(enc: Encoding, body: &Value) -> usize {
             n += count_with(enc, &v.to_string());
         }
     }
-    for key in ["prompt", "input"] {
+    for key in ["prompt", "input", "instructions"] {
         if let Some(v) = obj.get(key) {
             n += input_tokens(enc, v);
         }

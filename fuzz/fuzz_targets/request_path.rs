@@ -73,13 +73,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     CONFIG.with(|cfg| {
-        let Ok(pool) = route(cfg, &inspected.model) else {
+        let Ok(pool) = route(cfg, &inspected.model, path.operation) else {
             return;
         };
         for m in &cfg.pools[pool].members {
             let backend = &cfg.backends[m.backend];
             let cred = match backend.dialect {
-                Dialect::Azure => ("api-key", "az-key"),
+                Dialect::Azure | Dialect::AzureV1 => ("api-key", "az-key"),
                 Dialect::OpenAi => ("authorization", "Bearer oa-key"),
             };
             let Ok(up) = upstream_request(

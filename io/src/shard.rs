@@ -56,7 +56,7 @@ impl Snapshot {
             .iter()
             .map(|b| {
                 b.api_key.as_ref().map(|k| match b.dialect {
-                    Dialect::Azure => ("api-key", k.clone()),
+                    Dialect::Azure | Dialect::AzureV1 => ("api-key", k.clone()),
                     Dialect::OpenAi => ("authorization", format!("Bearer {k}")),
                 })
             })

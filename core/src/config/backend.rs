@@ -22,10 +22,13 @@ pub(super) fn backend(name: &str, b: &RawBackend) -> Result<Backend> {
     let dialect = match b.dialect.as_deref() {
         None | Some("openai") => Dialect::OpenAi,
         Some("azure") => Dialect::Azure,
+        Some("azure-v1") => Dialect::AzureV1,
         Some(other) => {
             return Err(invalid(
                 at("dialect"),
-                format!("unknown dialect \"{other}\" (expected \"openai\" or \"azure\")"),
+                format!(
+                    "unknown dialect \"{other}\" (expected \"openai\", \"azure\" or \"azure-v1\")"
+                ),
             ));
         }
     };

@@ -62,7 +62,7 @@ fn semantic_errors() {
         ),
         3,
         "backends.a.dialect",
-        r#"unknown dialect "x" (expected "openai" or "azure")"#,
+        r#"unknown dialect "x" (expected "openai", "azure" or "azure-v1")"#,
     );
     fails(
         &TAIL.replace("\"a\" }]", "\"a\" }, { backend = \"ghost\" }]"),

@@ -88,8 +88,14 @@ pub struct GatewayConfig {
 pub enum Dialect {
     /// `{url}/v1/{operation}`, credential as `Authorization: Bearer`.
     OpenAi,
-    /// `{url}/openai/deployments/{model}/{operation}?api-version=…`, credential as `api-key`.
+    /// Azure OpenAI's classic API: `{url}/openai/deployments/{model}/{operation}?api-version=…`
+    /// for the deployment operations (chat, completions, embeddings, images, audio),
+    /// `{url}/openai/{operation}?api-version=…` with the model in the body for the rest (the
+    /// Responses API); credential as `api-key`.
     Azure,
+    /// Azure OpenAI's v1 API: `{url}/openai/v1/{operation}`, the model in the body, no
+    /// `api-version`; credential as `api-key`.
+    AzureV1,
 }
 
 /// `[backends.NAME]`.

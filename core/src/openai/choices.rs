@@ -102,9 +102,9 @@ impl<'de> Deserialize<'de> for Content<'de> {
 }
 
 /// A string, borrowed where possible; any other JSON value reads as `None`.
-struct Lenient<'a>(Option<Cow<'a, str>>);
+pub(crate) struct Lenient<'a>(pub(crate) Option<Cow<'a, str>>);
 
-impl<'de> Deserialize<'de> for Lenient<'de> {
+impl<'de: 'a, 'a> Deserialize<'de> for Lenient<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
@@ -124,15 +124,22 @@ impl<'de> Deserialize<'de> for Lenient<'de> {
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 drain_seq(seq).map(|_| Lenient(None))
             }
-            other_scalars!(Lenient(None));
+            other_scalars!(@keep_str Lenient(None));
         }
         d.deserialize_any(V)
     }
 }
 
-/// Scalars other than strings read as "nothing here".
+/// Scalars (strings too, unless `@keep_str`) read as "nothing here": a lenient reader must not
+/// fail the whole body on an unexpected shape (that would lose its usage).
 macro_rules! other_scalars {
     ($none:expr) => {
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        other_scalars!(@keep_str $none);
+    };
+    (@keep_str $none:expr) => {
         fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
             Ok($none)
         }
@@ -150,14 +157,14 @@ macro_rules! other_scalars {
         }
     };
 }
-use other_scalars;
+pub(crate) use other_scalars;
 
-fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+pub(crate) fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
     while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
     Ok(())
 }
 
-fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+pub(crate) fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
     while seq.next_element::<IgnoredAny>()?.is_some() {}
     Ok(())
 }
@@ -190,6 +197,8 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(texts(r#"{"not":"an array"}"#), Vec::<String>::new());
+        assert_eq!(texts(r#"[{"message":"a string"}, "b", {"delta":"c"}]"#), Vec::<String>::new());
+        assert_eq!(texts(r#""choices""#), Vec::<String>::new());
         assert_eq!(texts("null"), Vec::<String>::new());
     }
 }

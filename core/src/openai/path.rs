@@ -35,6 +35,15 @@ impl ApiPath<'_> {
     pub fn is_models_list(&self) -> bool {
         self.operation == "models" && self.deployment.is_none()
     }
+
+    /// The stored response an operation is about: `responses/{id}`, `responses/{id}/input_items`
+    /// or `responses/{id}/cancel` (retrieve, delete, list input items, cancel). Such a request
+    /// names no model: it must reach the backend that created the response.
+    pub fn response_object(&self) -> Option<&str> {
+        let rest = self.operation.strip_prefix("responses/")?;
+        let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        matches!(tail, "" | "input_items" | "cancel").then_some(id)
+    }
 }
 
 /// A path the gateway does not serve.
@@ -49,6 +58,9 @@ pub enum PathError {
 
 /// Classify a request target (path plus optional query).
 ///
+/// `/openai/{operation}` without a deployment is the Azure style of the operations that name
+/// their model in the body (the Responses API: `/openai/responses?api-version=…`).
+///
 /// # Errors
 /// [`PathError::NotFound`] when the path fits neither style or has an empty segment.
 pub fn classify(target: &str) -> Result<ApiPath<'_>, PathError> {
@@ -62,8 +74,8 @@ pub fn classify(target: &str) -> Result<ApiPath<'_>, PathError> {
             .or_else(|| path.strip_prefix("/v1/"))
         {
             (Style::OpenAi, None, op)
-        } else if path == "/openai/models" {
-            (Style::Azure, None, "models")
+        } else if let Some(op) = path.strip_prefix("/openai/") {
+            (Style::Azure, None, op)
         } else {
             return Err(PathError::NotFound);
         };
@@ -82,6 +94,28 @@ pub fn classify(target: &str) -> Result<ApiPath<'_>, PathError> {
     })
 }
 
+/// The operations Azure's classic API serves under `/openai/deployments/{deployment}/` (the
+/// list the official SDKs rewrite); every other operation names its model in the body there.
+pub fn is_deployment_operation(operation: &str) -> bool {
+    matches!(
+        operation,
+        "chat/completions"
+            | "completions"
+            | "embeddings"
+            | "images/generations"
+            | "images/edits"
+            | "images/variations"
+            | "audio/transcriptions"
+            | "audio/translations"
+            | "audio/speech"
+    )
+}
+
+/// Does `dialect` read the model of `operation` from the body (rather than from the path)?
+pub fn model_in_body(dialect: Dialect, operation: &str) -> bool {
+    dialect != Dialect::Azure || !is_deployment_operation(operation)
+}
+
 /// The value of `name` in a query string (no percent-decoding: api-version values never need it).
 pub fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     query
@@ -91,12 +125,12 @@ pub fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
         .map(|(_, v)| v)
 }
 
-/// The query string without `api-key` (a client credential) and, for the OpenAI dialect,
-/// without `api-version` (OpenAI rejects unknown parameters only on some routes; Azure needs it).
-fn forwarded_query(query: &str, drop_version: bool) -> impl Iterator<Item = &str> {
+/// The query string without `api-key` (a client credential) and `api-version` (the OpenAI and
+/// Azure v1 APIs take none; the classic Azure one is given it first, once).
+fn forwarded_query(query: &str) -> impl Iterator<Item = &str> {
     query.split('&').filter(move |kv| {
         let k = kv.split_once('=').map_or(*kv, |(k, _)| k);
-        !kv.is_empty() && k != "api-key" && !(drop_version && k == "api-version")
+        !kv.is_empty() && k != "api-key" && k != "api-version"
     })
 }
 
@@ -104,29 +138,34 @@ fn forwarded_query(query: &str, drop_version: bool) -> impl Iterator<Item = &str
 pub fn backend_target(backend: &Backend, path: &ApiPath<'_>, model: &str) -> String {
     let mut out = String::with_capacity(64 + path.query.len());
     out.push_str(&backend.base_path);
+    let mut sep = '?';
     match backend.dialect {
-        Dialect::OpenAi => {
-            out.push_str("/v1/");
+        Dialect::OpenAi | Dialect::AzureV1 => {
+            out.push_str(if backend.dialect == Dialect::OpenAi {
+                "/v1/"
+            } else {
+                "/openai/v1/"
+            });
             out.push_str(path.operation);
-            let mut sep = '?';
-            for kv in forwarded_query(path.query, true) {
-                out.push(sep);
-                out.push_str(kv);
-                sep = '&';
-            }
         }
         Dialect::Azure => {
-            out.push_str("/openai/deployments/");
-            out.push_str(model);
-            out.push('/');
+            if is_deployment_operation(path.operation) {
+                out.push_str("/openai/deployments/");
+                out.push_str(model);
+                out.push('/');
+            } else {
+                out.push_str("/openai/");
+            }
             out.push_str(path.operation);
             out.push_str("?api-version=");
             out.push_str(path.api_version().unwrap_or(&backend.api_version));
-            for kv in forwarded_query(path.query, true) {
-                out.push('&');
-                out.push_str(kv);
-            }
+            sep = '&';
         }
+    }
+    for kv in forwarded_query(path.query) {
+        out.push(sep);
+        out.push_str(kv);
+        sep = '&';
     }
     out
 }
@@ -209,5 +248,77 @@ mod tests {
             backend_target(&backend(Dialect::Azure), &az, "m"),
             "/openai/deployments/m/chat/completions?api-version=2025-01-01"
         );
+    }
+
+    /// Every path the current OpenAI and AzureOpenAI SDKs send, to each dialect.
+    #[test]
+    fn every_sdk_path_reaches_every_dialect() {
+        let deployment_ops = [
+            "chat/completions",
+            "completions",
+            "embeddings",
+            "images/generations",
+            "images/edits",
+            "audio/transcriptions",
+            "audio/translations",
+            "audio/speech",
+        ];
+        for op in deployment_ops {
+            let oa_target = format!("/v1/{op}");
+            let az_target = format!("/openai/deployments/m/{op}?api-version=2025-03-01-preview");
+            for target in [&oa_target, &az_target, &format!("/openai/v1/{op}")] {
+                let p = classify(target).unwrap();
+                assert_eq!(p.operation, op);
+                assert!(!model_in_body(Dialect::Azure, op));
+                assert_eq!(
+                    backend_target(&backend(Dialect::OpenAi), &p, "m"),
+                    format!("/v1/{op}")
+                );
+                assert_eq!(
+                    backend_target(&backend(Dialect::AzureV1), &p, "m"),
+                    format!("/openai/v1/{op}")
+                );
+                let version = p.api_version().unwrap_or("2024-10-21");
+                assert_eq!(
+                    backend_target(&backend(Dialect::Azure), &p, "m"),
+                    format!("/openai/deployments/m/{op}?api-version={version}")
+                );
+            }
+        }
+        // The Responses API: the model travels in the body in every dialect.
+        for (op, query) in [
+            ("responses", ""),
+            ("responses/resp_1", ""),
+            ("responses/resp_1/input_items", "limit=2&order=asc"),
+            ("responses/resp_1/cancel", ""),
+        ] {
+            assert!(model_in_body(Dialect::Azure, op));
+            let amp = if query.is_empty() { "" } else { "&" };
+            let q = if query.is_empty() { String::new() } else { format!("?{query}") };
+            let azure_sdk = format!("/openai/{op}?api-version=2025-03-01-preview{amp}{query}");
+            for target in [format!("/v1/{op}{q}"), format!("/openai/v1/{op}{q}"), azure_sdk] {
+                let p = classify(&target).unwrap();
+                assert_eq!(p.operation, op, "{target}");
+                assert_eq!(p.deployment, None);
+                assert_eq!(
+                    p.response_object(),
+                    op.strip_prefix("responses/").map(|r| r.split('/').next().unwrap())
+                );
+                assert_eq!(
+                    backend_target(&backend(Dialect::OpenAi), &p, "m"),
+                    format!("/v1/{op}{q}")
+                );
+                assert_eq!(
+                    backend_target(&backend(Dialect::AzureV1), &p, "m"),
+                    format!("/openai/v1/{op}{q}")
+                );
+                let version = p.api_version().unwrap_or("2024-10-21");
+                assert_eq!(
+                    backend_target(&backend(Dialect::Azure), &p, "m"),
+                    format!("/openai/{op}?api-version={version}{amp}{query}")
+                );
+            }
+        }
+        assert_eq!(classify("/v1/responses/r/other").unwrap().response_object(), None);
     }
 }

@@ -22,6 +22,9 @@ pub struct Peek<'a> {
     pub max_tokens: Option<u64>,
     /// Choices asked for (`n`), when given.
     pub n: Option<u64>,
+    /// The Responses API's `previous_response_id`: the stored response this one continues,
+    /// which only the backend that created it holds.
+    pub previous_response_id: Option<Cow<'a, str>>,
 }
 
 /// A body that claims JSON but is not.
@@ -45,6 +48,8 @@ struct RawPeek<'a> {
     max_output_tokens: Option<serde_json::Value>,
     #[serde(default)]
     n: Option<serde_json::Value>,
+    #[serde(borrow, default)]
+    previous_response_id: Option<crate::openai::choices::Lenient<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +105,7 @@ pub fn peek(body: &[u8]) -> Result<Peek<'_>, PeekError> {
         .iter()
         .find_map(|v| v.as_ref().and_then(serde_json::Value::as_u64)),
         n: raw.n.as_ref().and_then(serde_json::Value::as_u64),
+        previous_response_id: raw.previous_response_id.and_then(|p| p.0),
     })
 }
 
@@ -138,6 +144,11 @@ mod tests {
         assert!(peek(b"{\"model\": ").is_err());
         assert!(peek(br#"{"model": 5}"#).is_err());
         assert!(peek(br#"{"model": null}"#).is_err());
+        let p = peek(br#"{"model":"m","input":"hi","previous_response_id":"resp_1"}"#).unwrap();
+        assert_eq!(p.previous_response_id.as_deref(), Some("resp_1"));
+        assert!(matches!(p.previous_response_id, Some(Cow::Borrowed(_))));
+        let p = peek(br#"{"previous_response_id":null}"#).unwrap();
+        assert_eq!(p.previous_response_id, None);
     }
 }
 

@@ -1,9 +1,12 @@
 //! Reading a (decoded) OpenAI response body, JSON or SSE, for `usage` and the reply text.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::choices::ChoiceTexts;
+use super::choices::{ChoiceTexts, Lenient};
+use super::responses::{EventResponse, OutputTexts};
 use super::tap::Undecoded;
 use crate::tokens;
 
@@ -35,6 +38,9 @@ pub struct Tapped {
     /// The body's `Content-Encoding` could not be read through (unknown, corrupt or over the
     /// decoding cap): what was found before the failure is kept, the rest is unknown.
     pub undecoded: Option<Undecoded>,
+    /// The id of the Responses API object the body carried (a JSON body whose `object` is
+    /// `"response"`, or the first SSE event with a `response.id`), when it had one.
+    pub response_id: Option<String>,
 }
 
 impl Tapped {
@@ -134,6 +140,7 @@ impl Reader {
                 text: String::new(),
                 max_text: max_text_bytes,
                 truncated: false,
+                response_id: None,
             },
         }
     }
@@ -173,6 +180,7 @@ impl Reader {
             text_truncated: found.truncated,
             stream: self.stream,
             undecoded: None,
+            response_id: found.response_id,
         }
     }
 
@@ -262,6 +270,7 @@ struct Found {
     text: String,
     max_text: usize,
     truncated: bool,
+    response_id: Option<String>,
 }
 
 impl Found {
@@ -277,13 +286,36 @@ impl Found {
         }
     }
 
-    /// A parsed JSON body or SSE event: its usage (when it has one) and its choices' text.
+    /// A parsed JSON body or SSE event: its usage (when it has one) and its text. Chat and text
+    /// completions carry both in `usage` and `choices`; a Responses object in `usage` and
+    /// `output`, its stream in `response.usage` and `response.output_text.delta` events.
     fn take(&mut self, doc: Doc<'_>) {
         if let Some(u) = doc.usage.as_ref().and_then(usage_of) {
             self.usage = Some(u);
         }
+        let kind = doc.kind.and_then(|k| k.0);
+        if let Some(r) = doc.response {
+            if let Some(u) = r.usage.as_ref().and_then(usage_of) {
+                self.usage = Some(u);
+            }
+            if self.response_id.is_none() {
+                self.response_id = r.id.map(Cow::into_owned);
+            }
+        }
+        if doc.object.and_then(|o| o.0).as_deref() == Some("response") && self.response_id.is_none()
+        {
+            self.response_id = doc.id.and_then(|i| i.0).map(Cow::into_owned);
+        }
         for t in doc.choices.iter().flat_map(|c| &c.0) {
             self.push_text(t);
+        }
+        for t in doc.output.iter().flat_map(|c| &c.0) {
+            self.push_text(t);
+        }
+        if kind.as_deref() == Some("response.output_text.delta") {
+            if let Some(d) = doc.delta.and_then(|d| d.0) {
+                self.push_text(&d);
+            }
         }
     }
 
@@ -307,12 +339,13 @@ impl Found {
 }
 
 /// A `usage` object with at least one token count; the total defaults to prompt + completion.
+/// The Responses API names them `input_tokens` and `output_tokens`.
 fn usage_of(v: &Value) -> Option<Usage> {
     let o = v.as_object()?;
     let n = |key: &str| o.get(key).and_then(count_of);
     let (p, c, t) = (
-        n("prompt_tokens"),
-        n("completion_tokens"),
+        n("prompt_tokens").or_else(|| n("input_tokens")),
+        n("completion_tokens").or_else(|| n("output_tokens")),
         n("total_tokens"),
     );
     if p.is_none() && c.is_none() && t.is_none() {
@@ -349,11 +382,27 @@ fn parse(bytes: &[u8]) -> Option<Doc<'_>> {
 }
 
 /// The parts of a response object the tap reads; everything else is skipped unparsed.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 struct Doc<'a> {
     usage: Option<Value>,
     #[serde(borrow, default)]
     choices: Option<ChoiceTexts<'a>>,
+    /// A Responses SSE event's type.
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Lenient<'a>>,
+    /// A Responses `response.output_text.delta` event's text.
+    #[serde(borrow, default)]
+    delta: Option<Lenient<'a>>,
+    #[serde(borrow, default)]
+    object: Option<Lenient<'a>>,
+    #[serde(borrow, default)]
+    id: Option<Lenient<'a>>,
+    /// The response object of a Responses SSE event.
+    #[serde(borrow, default)]
+    response: Option<EventResponse<'a>>,
+    /// A Responses object's output items.
+    #[serde(borrow, default)]
+    output: Option<OutputTexts<'a>>,
 }
 
 #[cfg(test)]

@@ -174,3 +174,53 @@ fn garbage_never_panics() {
         }
     }
 }
+
+/// A Responses API object as OpenAI documents it (reasoning item, message with two parts).
+const RESPONSE: &str = r#"{"id":"resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b","object":"response","created_at":1741476542,"status":"completed","error":null,"model":"gpt-4.1-2025-04-14","output":[{"type":"reasoning","id":"rs_1","summary":[]},{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"In a peaceful grove","annotations":[]},{"type":"output_text","text":", a unicorn.","annotations":[]}]}],"previous_response_id":null,"usage":{"input_tokens":36,"input_tokens_details":{"cached_tokens":0},"output_tokens":87,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":123}}"#;
+
+/// The Responses event stream: typed events, text in `response.output_text.delta`, usage in
+/// `response.completed`, no `[DONE]`. The `done` events repeat the text, which must count once.
+fn response_stream(eol: &str) -> Vec<u8> {
+    let events = [
+        ("response.created", r#"{"type":"response.created","sequence_number":0,"response":{"id":"resp_9","object":"response","status":"in_progress","output":[],"usage":null}}"#.to_owned()),
+        ("response.output_item.added", r#"{"type":"response.output_item.added","output_index":0,"item":{"type":"message","id":"msg_1","content":[]}}"#.to_owned()),
+        ("response.output_text.delta", r#"{"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":"Hi"}"#.to_owned()),
+        ("response.output_text.delta", r#"{"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":" \"there\""}"#.to_owned()),
+        ("response.function_call_arguments.delta", r#"{"type":"response.function_call_arguments.delta","delta":"{}"}"#.to_owned()),
+        ("response.output_text.done", r#"{"type":"response.output_text.done","text":"Hi \"there\""}"#.to_owned()),
+        ("response.completed", r#"{"type":"response.completed","response":{"id":"resp_9","object":"response","status":"completed","output":[{"type":"message","content":[{"type":"output_text","text":"Hi \"there\""}]}],"usage":{"input_tokens":5,"output_tokens":2,"total_tokens":7}}}"#.to_owned()),
+    ];
+    let mut s = String::new();
+    for (name, data) in events {
+        s += &format!("event: {name}{eol}data: {data}{eol}{eol}");
+    }
+    s.into_bytes()
+}
+
+#[test]
+fn responses_api_json_and_stream() {
+    let t = assert_split_free(false, RESPONSE.as_bytes(), 1 << 20, 1 << 10);
+    assert_eq!(t.usage, usage(36, 87, 123));
+    assert_eq!(t.text, "In a peaceful grove, a unicorn.");
+    assert_eq!(
+        t.response_id.as_deref(),
+        Some("resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b")
+    );
+    for eol in ["\n", "\r\n"] {
+        let body = response_stream(eol);
+        let t = assert_split_free(true, &body, 1 << 20, 1 << 10);
+        assert_eq!((t.usage, t.stream), (usage(5, 2, 7), true));
+        assert_eq!(t.text, "Hi \"there\"");
+        assert_eq!(t.response_id.as_deref(), Some("resp_9"));
+        // Sniffed as SSE when not announced.
+        assert_eq!(whole(false, &body), t);
+    }
+    // A chat completion's id is not a response id.
+    assert_eq!(whole(false, CHAT.as_bytes()).response_id, None);
+    // Usage without a total: input + output.
+    let t = whole(false, br#"{"object":"response","usage":{"input_tokens":4,"output_tokens":6}}"#);
+    assert_eq!(t.usage, usage(4, 6, 10));
+    // A hostile id of the wrong type is ignored, the usage still read.
+    let t = whole(false, br#"{"object":"response","id":{"x":1},"usage":{"input_tokens":1}}"#);
+    assert_eq!((t.response_id, t.usage), (None, usage(1, 0, 1)));
+}

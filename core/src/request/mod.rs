@@ -3,18 +3,20 @@
 //! (`upstream_request`). The IO crate runs these as named phases around its awaits; the fuzz
 //! target `request_path` runs them on arbitrary bytes.
 
+mod affinity;
 mod names;
 mod upstream;
 
 use std::borrow::Cow;
 
+pub use affinity::{backend_tag, pick_backend, Affinity, MAX_RESPONSE_ID_BYTES};
 pub use names::{check_name, check_segment, is_plain_segment, NameError, MAX_NAME_BYTES};
 pub use upstream::{upstream_request, UpstreamRequest, COALESCE_MAX};
 
-use crate::config::{Config, Dialect, PoolId};
+use crate::config::{Config, PoolId};
 use crate::error::GatewayError;
 use crate::http1::RequestHead;
-use crate::openai::{multipart_field, peek, ApiPath, Style};
+use crate::openai::{model_in_body, multipart_field, peek, ApiPath};
 
 /// What the body says, once checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +33,8 @@ pub struct Inspected<'a> {
     pub max_tokens: Option<u64>,
     /// Choices asked for (`n`), when given.
     pub n: Option<u64>,
+    /// The Responses API's `previous_response_id`, when the body continues a stored response.
+    pub previous_response_id: Option<Cow<'a, str>>,
 }
 
 /// `on_body`: read the body's model and stream flags and check the names.
@@ -73,7 +77,7 @@ pub fn inspect_body<'a>(
         (None, Some(m)) => m.clone(),
         (None, None) => Cow::Borrowed(""),
     };
-    if path.style == Style::Azure {
+    if path.deployment.is_some() {
         // A deployment is a path segment already; keep it one (no `%2e%2e` for the backend).
         check_segment(&model).map_err(bad)?;
     }
@@ -84,25 +88,26 @@ pub fn inspect_body<'a>(
         include_usage: p.include_usage,
         max_tokens: p.max_tokens,
         n: p.n,
+        previous_response_id: p.previous_response_id,
     })
 }
 
-/// `route`: the pool serving `model`, checked against what every member needs before any member
-/// is picked (a client error must never count against a backend's health).
+/// `route`: the pool serving `model` for `operation`, checked against what every member needs
+/// before any member is picked (a client error must never count against a backend's health).
 ///
 /// # Errors
-/// 400 when no pool serves the model, when an Azure-dialect member needs a model and none was
-/// given, or when the model cannot be a deployment path segment.
-pub fn route(cfg: &Config, model: &str) -> Result<PoolId, GatewayError> {
+/// 400 when no pool serves the model, when an Azure-dialect member needs the model in its path
+/// and none was given, or when the model cannot be a deployment path segment.
+pub fn route(cfg: &Config, model: &str, operation: &str) -> Result<PoolId, GatewayError> {
     let pool = cfg
         .models
         .resolve(model)
         .ok_or_else(|| GatewayError::UnknownModel(model.escape_debug().to_string()))?;
-    let azure = cfg.pools[pool]
+    let in_path = cfg.pools[pool]
         .members
         .iter()
-        .any(|m| cfg.backends[m.backend].dialect == Dialect::Azure);
-    if azure {
+        .any(|m| !model_in_body(cfg.backends[m.backend].dialect, operation));
+    if in_path {
         if model.is_empty() {
             return Err(GatewayError::BadRequest(
                 "a model is required (in the body or as the deployment)".into(),

@@ -67,9 +67,9 @@ fn the_review_smuggling_payload_never_reaches_a_request_line() {
     // Without control characters, the path-walking form is still refused for an Azure pool.
     let body = r#"{"model":"x/chat/completions?api-version=1&"}"#;
     let (m, _) = inspect("/v1/chat/completions", body).unwrap();
-    assert_eq!(route(&cfg(), &m).unwrap_err().status(), 400);
+    assert_eq!(route(&cfg(), &m, "chat/completions").unwrap_err().status(), 400);
     for walk in ["../../openai/files", "..", "%2e%2e", "a#b", "a b"] {
-        assert_eq!(route(&cfg(), walk).unwrap_err().status(), 400, "{walk}");
+        assert_eq!(route(&cfg(), walk, "chat/completions").unwrap_err().status(), 400, "{walk}");
     }
 }
 
@@ -79,14 +79,14 @@ fn body_names_keep_their_forms_for_openai_pools() {
     let (m, in_body) = inspect("/v1/chat/completions", body).unwrap();
     assert!(in_body);
     let cfg = cfg();
-    assert_eq!(route(&cfg, &m).unwrap(), pool_id(&cfg, "p_oa"));
+    assert_eq!(route(&cfg, &m, "chat/completions").unwrap(), pool_id(&cfg, "p_oa"));
 }
 
 #[test]
 fn a_model_is_checked_before_any_member_is_picked() {
     let (m, in_body) = inspect("/v1/chat/completions", "{}").unwrap();
     assert_eq!((m.as_str(), in_body), ("", false));
-    let e = route(&cfg(), &m).unwrap_err();
+    let e = route(&cfg(), &m, "chat/completions").unwrap_err();
     assert_eq!(e.status(), 400);
     assert!(e.to_string().contains("model is required"), "{e}");
 }
@@ -117,7 +117,7 @@ fn upstream_bytes(target: &str, body: &str, backend: &str) -> Result<Vec<u8>, Ga
     let path = classify(std::str::from_utf8(&h.target).unwrap()).unwrap();
     let body = Bytes::copy_from_slice(body.as_bytes());
     let i = inspect_body(&path, &h, &body)?;
-    route(&cfg, &i.model)?;
+    route(&cfg, &i.model, path.operation)?;
     let r = upstream_request(
         &cfg.backends[backend],
         Some(("api-key", "k")),

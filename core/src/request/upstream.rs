@@ -3,7 +3,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{check_name, check_segment};
-use crate::config::{Backend, Dialect};
+use crate::config::Backend;
 use crate::error::GatewayError;
 use crate::http1::{RequestHead, UpstreamHead};
 use crate::openai::{backend_target, ApiPath};
@@ -24,8 +24,9 @@ pub struct UpstreamRequest {
 /// Build the request for `backend`.
 ///
 /// `model_in_body` tells whether the client's body names the model; an Azure-style call (model
-/// in the path) sent to an OpenAI-dialect backend gets `"model"` added to its JSON body, so the
-/// backend runs what the gateway checked.
+/// in the path) sent to a backend that reads the model from the body (the OpenAI and Azure v1
+/// dialects, and the classic Azure API outside its deployment operations) gets `"model"` added
+/// to its JSON body, so the backend runs what the gateway checked.
 ///
 /// # Errors
 /// 400 when the model cannot travel to this backend (not a path segment for the Azure dialect,
@@ -44,10 +45,11 @@ pub fn upstream_request(
 ) -> Result<UpstreamRequest, GatewayError> {
     let bad = |e: super::NameError| GatewayError::BadRequest(e.to_string());
     check_name(model).map_err(bad)?;
-    if backend.dialect == Dialect::Azure {
+    let in_body = crate::openai::model_in_body(backend.dialect, path.operation);
+    if !in_body {
         check_segment(model).map_err(bad)?;
     }
-    let body = if backend.dialect == Dialect::OpenAi && !model_in_body && !model.is_empty() {
+    let body = if in_body && !model_in_body && !model.is_empty() {
         with_model(body, model).unwrap_or_else(|| body.clone())
     } else {
         body.clone()

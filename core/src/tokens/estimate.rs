@@ -20,7 +20,7 @@ use super::{count_with, encoding_for, Encoding, PER_MESSAGE, PER_NAME, REPLY_PRI
 /// Chat `messages` get OpenAI's documented overhead (3 per message, 1 more per `name`, 3 priming the
 /// reply); content may be a string, an array of parts (the `text` parts count) or any other JSON value
 /// (its serialized text counts). `tools`/`functions` count as their serialized JSON. Completions count
-/// `prompt`, embeddings and the Responses API `input` (strings, arrays of strings or of items, or
+/// `prompt`, embeddings and the Responses API `input` and `instructions` (strings, arrays of strings or of items, or
 /// token arrays by their length).
 pub fn estimate_prompt(model: &str, body: &[u8]) -> usize {
     let mut scratch = Scratch::default();
@@ -147,7 +147,7 @@ impl<'de> Walk<'_, 'de> {
 
     /// The body's fields that count, each its last occurrence.
     fn top<A: MapAccess<'de>>(&mut self, mut map: A) -> Result<usize, A::Error> {
-        let mut slots = [None::<usize>; 5];
+        let mut slots = [None::<usize>; 6];
         while let Some(Key(k)) = map.next_key()? {
             let (slot, kind) = match &*k {
                 "messages" => (0, Kind::Messages),
@@ -155,6 +155,7 @@ impl<'de> Walk<'_, 'de> {
                 "functions" => (2, Kind::Json),
                 "prompt" => (3, Kind::Input),
                 "input" => (4, Kind::Input),
+                "instructions" => (5, Kind::Input),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
