@@ -160,7 +160,9 @@ impl GatewayError {
             GatewayError::TooLargeForLimit { .. } => "tokens_exceed_limit",
             GatewayError::QuotaExceeded { .. } => "quota_exceeded",
             GatewayError::UnknownResponse { previous: true, .. } => "previous_response_not_found",
-            GatewayError::UnknownResponse { previous: false, .. } => "not_found",
+            GatewayError::UnknownResponse {
+                previous: false, ..
+            } => "not_found",
         }
     }
 

@@ -1,13 +1,13 @@
 //! The whole request path, sans IO: arbitrary client bytes in; whatever the gateway would send a
 //! backend must parse as exactly one well-formed request (nothing after it), with the method the
 //! client used, the backend's credential exactly once and no client credential, a target that is
-//! the backend's dialect path, and the client's body (or, when the gateway adds the model for an
-//! OpenAI-dialect backend, the client's JSON with that model).
+//! the backend's dialect path, and the client's body (or, when the gateway adds the model for a
+//! backend that reads the model from the body, the client's JSON with that model).
 #![no_main]
 
 use aigw_core::config::{parse_str, Config, Dialect};
 use aigw_core::http1::{decode_request_head, BodyFraming, ChunkedDecoder, HeadLimits};
-use aigw_core::openai::classify;
+use aigw_core::openai::{classify, is_deployment_operation, model_in_body};
 use aigw_core::request::{inspect_body, route, upstream_request};
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
@@ -23,8 +23,13 @@ url = "http://127.0.0.1:9/base"
 dialect = "azure"
 api_key = "az-key"
 
+[backends.v1]
+url = "http://127.0.0.1:9/v1base"
+dialect = "azure-v1"
+api_key = "v1-key"
+
 [pools.mixed]
-members = [{ backend = "az" }, { backend = "oa" }]
+members = [{ backend = "az" }, { backend = "oa" }, { backend = "v1" }]
 
 [pools.oa_only]
 members = [{ backend = "oa" }]
@@ -108,19 +113,25 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(n, wire.len(), "bytes after the one request: smuggling");
             assert_eq!(&wire[..], &up.body[..]);
             if up.body != body {
-                // Only the model may have been added, for an OpenAI-dialect backend.
-                assert_eq!(backend.dialect, Dialect::OpenAi);
+                // Only the model may have been added, for a backend that reads it from the body.
+                assert!(model_in_body(backend.dialect, path.operation));
                 assert!(!inspected.model_in_body);
                 assert!(up.body.starts_with(b"{\"model\":"));
             }
             let t = std::str::from_utf8(&sent.target).expect("ASCII target");
-            match backend.dialect {
-                Dialect::OpenAi => assert!(t.starts_with("/v1/"), "{t}"),
-                Dialect::Azure => {
-                    let dep = format!("/base/openai/deployments/{}/", inspected.model);
-                    assert!(t.starts_with(&dep), "{t} vs {dep}");
-                }
-            }
+            let want = match backend.dialect {
+                Dialect::OpenAi => format!("/v1/{}", path.operation),
+                Dialect::AzureV1 => format!("/v1base/openai/v1/{}", path.operation),
+                Dialect::Azure if is_deployment_operation(path.operation) => format!(
+                    "/base/openai/deployments/{}/{}?",
+                    inspected.model, path.operation
+                ),
+                Dialect::Azure => format!("/base/openai/{}?", path.operation),
+            };
+            assert!(t.starts_with(&want), "{t} vs {want}");
+            // Nothing past the operation but the query: no second path, no fragment.
+            let rest = &t[want.len()..];
+            assert!(rest.is_empty() || rest.starts_with('?') || want.ends_with('?'), "{t}");
             let creds: Vec<_> = sent
                 .headers
                 .iter()

@@ -44,6 +44,8 @@ pub struct Ask<'a> {
     pub model_in_body: bool,
     /// The request id sent upstream.
     pub request_id: &'a str,
+    /// The only backend that may serve the request (it holds the stored response named).
+    pub pin: Option<usize>,
 }
 
 /// The last backend an attempt went to, and how many attempts were made: what a gateway-made
@@ -80,7 +82,16 @@ pub async fn attempt(
             state: &snap.health[m.backend],
         })
         .collect();
-    let mut tried: u64 = 0;
+    // A pinned request may go to its backend only: every other member counts as tried.
+    let mut tried: u64 = match ask.pin {
+        Some(bid) => pool
+            .members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.backend != bid)
+            .fold(0, |t, (i, _)| if i < 64 { t | 1 << i } else { t }),
+        None => 0,
+    };
     let mut attempts = 0;
     let mut last: Option<Won> = None;
     let mut last_err: Option<GatewayError> = None;

@@ -125,6 +125,8 @@ pub struct Shard {
     pub tls: Arc<TlsClients>,
     /// Access log and message store.
     pub sinks: Arc<Sinks>,
+    /// Which backend holds each stored response.
+    pub affinity: Arc<aigw_core::request::Affinity>,
     rng: Cell<u64>,
     requests: Cell<u64>,
     seed: u64,
@@ -162,6 +164,7 @@ impl Shard {
             limiters,
             sinks,
             tls,
+            affinity: shared.affinity.clone(),
             rng: Cell::new(seed | 1),
             requests: Cell::new(0),
             seed,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use aigw_core::config::{Config, MockSpec};
 use aigw_core::mock::MockShared;
+use aigw_core::request::Affinity;
 use monoio::net::{ListenerOpts, TcpListener};
 use monoio_rustls::TlsAcceptor;
 use signal_hook::iterator::Signals;
@@ -42,6 +43,9 @@ pub struct Plan {
     pub driver: DriverKind,
 }
 
+/// Stored responses whose backend the gateway remembers (8 bytes each: 512 KiB).
+const AFFINITY_SLOTS: usize = 1 << 16;
+
 /// Everything the threads share.
 pub struct Shared {
     /// Config cell and reload.
@@ -60,6 +64,8 @@ pub struct Shared {
     pub mocks: Vec<(MockSpec, Arc<MockShared>, Option<TlsAcceptor>)>,
     /// TLS client configs of `https://` backends, shared by the workers.
     pub tls: Arc<TlsClients>,
+    /// Which backend holds each stored response (the Responses API).
+    pub affinity: Arc<Affinity>,
 }
 
 /// Start the threads, wait until every listener is bound, then run the signal loop until
@@ -114,6 +120,7 @@ pub fn run(
         sinks,
         mocks,
         tls: Arc::new(TlsClients::default()),
+        affinity: Arc::new(Affinity::new(AFFINITY_SLOTS)),
     });
     if plan.gateway {
         crate::resolver::spawn(

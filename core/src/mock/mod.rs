@@ -7,6 +7,7 @@
 mod compress;
 mod embed;
 mod faults;
+mod responses;
 mod shared;
 mod text;
 mod warts;
@@ -16,7 +17,7 @@ mod tests;
 
 pub use compress::{encode, FORCE_HEADER};
 pub use embed::{cosine, embed, DEFAULT_DIMENSIONS};
-pub use shared::{MockShared, RECENT_BODY_LIMIT, RECENT_CAPACITY};
+pub use shared::{MockShared, RECENT_BODY_LIMIT, RECENT_CAPACITY, STORED_CAPACITY};
 pub use warts::{encode_odd_chunked, Warts};
 
 use bytes::Bytes;
@@ -68,7 +69,8 @@ pub struct MockReply {
 pub enum MockBody {
     /// A JSON body, sent with `content-length`.
     Full(Bytes),
-    /// Server-sent events, each a complete `data: …\n\n` frame, the last `data: [DONE]\n\n`.
+    /// Server-sent events, each a complete frame (`data: …\n\n`, the last `data: [DONE]\n\n`, for
+    /// completions; `event: …\ndata: …\n\n` for the Responses API).
     Sse {
         /// The frames, in order.
         events: Vec<Bytes>,
@@ -103,6 +105,9 @@ enum Route<'a> {
     Embeddings,
     ModelList,
     Model(&'a str),
+    Responses,
+    /// A stored response: its id and what follows it ("", "input_items", "cancel").
+    Response(&'a str, &'a str),
     Unknown,
 }
 
@@ -113,14 +118,25 @@ impl Route<'_> {
             Route::Completions => Op::Completions,
             Route::Embeddings => Op::Embeddings,
             Route::ModelList | Route::Model(_) => Op::Models,
+            Route::Responses | Route::Response(..) => Op::Responses,
             Route::Root | Route::Unknown => Op::Other,
         }
     }
 
-    fn method(self) -> &'static [u8] {
+    /// Does the route take a JSON body?
+    fn takes_body(self) -> bool {
+        matches!(
+            self,
+            Route::Chat | Route::Completions | Route::Embeddings | Route::Responses
+        )
+    }
+
+    fn allows(self, method: &[u8]) -> bool {
         match self {
-            Route::Chat | Route::Completions | Route::Embeddings => b"POST",
-            _ => b"GET",
+            Route::Response(_, "") => method == b"GET" || method == b"DELETE",
+            Route::Response(_, "cancel") => method == b"POST",
+            r if r.takes_body() => method == b"POST",
+            _ => method == b"GET",
         }
     }
 }
@@ -149,8 +165,18 @@ fn route(path: &str) -> (Route<'_>, Option<&str>) {
         "completions" => Route::Completions,
         "embeddings" => Route::Embeddings,
         "models" => Route::ModelList,
-        other => match other.strip_prefix("models/") {
-            Some(id) if !id.is_empty() && !id.contains('/') => Route::Model(id),
+        "responses" => Route::Responses,
+        other => match (
+            other.strip_prefix("models/"),
+            other.strip_prefix("responses/"),
+        ) {
+            (Some(id), _) if !id.is_empty() && !id.contains('/') => Route::Model(id),
+            (_, Some(rest)) => match rest.split_once('/').unwrap_or((rest, "")) {
+                (id, tail @ ("" | "input_items" | "cancel")) if !id.is_empty() => {
+                    Route::Response(id, tail)
+                }
+                _ => Route::Unknown,
+            },
             _ => Route::Unknown,
         },
     };
@@ -174,8 +200,8 @@ pub fn handle(
     let (route, deployment) = route(req.path);
     let seq = shared.begin(route.op(), req);
     let hdr = faults::HeaderFaults::parse(req.headers);
-    let body: Option<Result<Value, ()>> = (route.method() == b"POST" && req.method == b"POST")
-        .then(|| {
+    let body: Option<Result<Value, ()>> =
+        (route.takes_body() && req.method == b"POST").then(|| {
             serde_json::from_slice::<Value>(req.body)
                 .ok()
                 .filter(Value::is_object)
@@ -203,7 +229,7 @@ pub fn handle(
                 .filter(|m| !m.is_empty())
                 .or(deployment)
                 .unwrap_or(DEFAULT_MODEL);
-            let mut a = dispatch(opts, seq, req, route, model, parsed);
+            let mut a = dispatch(opts, shared, seq, req, route, model, parsed);
             if let Some(s) = other.filter(|_| a.status == 200) {
                 a.status = s;
             }
@@ -263,13 +289,14 @@ const BAD_JSON: &str =
 /// Serve `route` without faults.
 fn dispatch(
     opts: &MockOptions,
+    shared: &MockShared,
     seq: u64,
     req: &MockRequest<'_>,
     route: Route<'_>,
     model: &str,
     body: Option<&Value>,
 ) -> Answer {
-    if route != Route::Unknown && req.method != route.method() {
+    if route != Route::Unknown && !route.allows(req.method) {
         let method = String::from_utf8_lossy(req.method);
         let msg = format!("Method {method} is not allowed on {}", req.path);
         return Answer::json(
@@ -299,6 +326,8 @@ fn dispatch(
             Answer::json(200, Bytes::from(v.to_string()))
         }
         Route::Model(id) => Answer::json(200, Bytes::from(model_object(id).to_string())),
+        Route::Responses => responses::create(&ask, shared),
+        Route::Response(id, tail) => responses::object(shared, req.method, id, tail),
         Route::Unknown => {
             let method = String::from_utf8_lossy(req.method);
             let msg = format!("Invalid URL ({method} {})", req.path);

@@ -1,6 +1,8 @@
 //! State shared by every worker serving one mock: counters, stats and the ring of recent requests.
 
+use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -14,12 +16,16 @@ pub const RECENT_CAPACITY: usize = 64;
 /// Bodies kept in the ring are cut to this many bytes.
 pub const RECENT_BODY_LIMIT: usize = 64 * 1024;
 
+/// How many Responses API objects a mock keeps for retrieval (the oldest are forgotten first).
+pub const STORED_CAPACITY: usize = 256;
+
 /// The operations the mock counts, in stats order.
-pub(crate) const OPERATIONS: [&str; 5] = [
+pub(crate) const OPERATIONS: [&str; 6] = [
     "chat/completions",
     "completions",
     "embeddings",
     "models",
+    "responses",
     "other",
 ];
 
@@ -30,7 +36,16 @@ pub(crate) enum Op {
     Completions = 1,
     Embeddings = 2,
     Models = 3,
-    Other = 4,
+    Responses = 4,
+    Other = 5,
+}
+
+/// A stored Responses API object.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    pub(crate) id: String,
+    pub(crate) response: Bytes,
+    pub(crate) input_items: Bytes,
 }
 
 /// One request as the mock saw it.
@@ -47,10 +62,12 @@ struct Seen {
 pub struct MockShared {
     region: String,
     seq: AtomicU64,
-    by_op: [AtomicU64; 5],
+    by_op: [AtomicU64; 6],
     failed: AtomicU64,
     tokens: AtomicU64,
     recent: Mutex<VecDeque<Seen>>,
+    stored: Mutex<VecDeque<Stored>>,
+    nonce: String,
 }
 
 impl MockShared {
@@ -63,7 +80,36 @@ impl MockShared {
             failed: AtomicU64::new(0),
             tokens: AtomicU64::new(0),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_CAPACITY)),
+            stored: Mutex::new(VecDeque::new()),
+            // Response ids are unique across mocks and runs, as the real service's are.
+            nonce: format!("{:016x}", RandomState::new().hash_one(0u8)),
         }
+    }
+
+    /// The part of response ids that is this mock's own.
+    pub(crate) fn nonce(&self) -> &str {
+        &self.nonce
+    }
+
+    /// Keep a Responses API object, forgetting the oldest past [`STORED_CAPACITY`].
+    pub(crate) fn store(&self, s: Stored) {
+        let mut q = self.stored.lock().unwrap_or_else(PoisonError::into_inner);
+        if q.len() >= STORED_CAPACITY {
+            q.pop_front();
+        }
+        q.push_back(s);
+    }
+
+    /// The stored object `id`.
+    pub(crate) fn stored(&self, id: &str) -> Option<Stored> {
+        let q = self.stored.lock().unwrap_or_else(PoisonError::into_inner);
+        q.iter().find(|s| s.id == id).cloned()
+    }
+
+    /// Forget the stored object `id`.
+    pub(crate) fn unstore(&self, id: &str) {
+        let mut q = self.stored.lock().unwrap_or_else(PoisonError::into_inner);
+        q.retain(|s| s.id != id);
     }
 
     /// The region given to [`MockShared::new`].
@@ -76,7 +122,8 @@ impl MockShared {
         self.seq.load(Ordering::Relaxed)
     }
 
-    /// Requests seen for `operation` ("chat/completions", "completions", "embeddings", "models", "other").
+    /// Requests seen for `operation` ("chat/completions", "completions", "embeddings", "models",
+    /// "responses", "other").
     pub fn count_for(&self, operation: &str) -> u64 {
         OPERATIONS
             .iter()

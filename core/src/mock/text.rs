@@ -62,7 +62,7 @@ pub(crate) struct Ask<'a> {
 }
 
 impl Ask<'_> {
-    fn stream(&self) -> bool {
+    pub(crate) fn stream(&self) -> bool {
         self.body
             .get("stream")
             .and_then(Value::as_bool)

@@ -197,7 +197,10 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(texts(r#"{"not":"an array"}"#), Vec::<String>::new());
-        assert_eq!(texts(r#"[{"message":"a string"}, "b", {"delta":"c"}]"#), Vec::<String>::new());
+        assert_eq!(
+            texts(r#"[{"message":"a string"}, "b", {"delta":"c"}]"#),
+            Vec::<String>::new()
+        );
         assert_eq!(texts(r#""choices""#), Vec::<String>::new());
         assert_eq!(texts("null"), Vec::<String>::new());
     }

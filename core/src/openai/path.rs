@@ -294,15 +294,24 @@ mod tests {
         ] {
             assert!(model_in_body(Dialect::Azure, op));
             let amp = if query.is_empty() { "" } else { "&" };
-            let q = if query.is_empty() { String::new() } else { format!("?{query}") };
+            let q = if query.is_empty() {
+                String::new()
+            } else {
+                format!("?{query}")
+            };
             let azure_sdk = format!("/openai/{op}?api-version=2025-03-01-preview{amp}{query}");
-            for target in [format!("/v1/{op}{q}"), format!("/openai/v1/{op}{q}"), azure_sdk] {
+            for target in [
+                format!("/v1/{op}{q}"),
+                format!("/openai/v1/{op}{q}"),
+                azure_sdk,
+            ] {
                 let p = classify(&target).unwrap();
                 assert_eq!(p.operation, op, "{target}");
                 assert_eq!(p.deployment, None);
                 assert_eq!(
                     p.response_object(),
-                    op.strip_prefix("responses/").map(|r| r.split('/').next().unwrap())
+                    op.strip_prefix("responses/")
+                        .map(|r| r.split('/').next().unwrap())
                 );
                 assert_eq!(
                     backend_target(&backend(Dialect::OpenAi), &p, "m"),
@@ -319,6 +328,9 @@ mod tests {
                 );
             }
         }
-        assert_eq!(classify("/v1/responses/r/other").unwrap().response_object(), None);
+        assert_eq!(
+            classify("/v1/responses/r/other").unwrap().response_object(),
+            None
+        );
     }
 }

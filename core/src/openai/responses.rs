@@ -121,7 +121,9 @@ impl<'de> Deserialize<'de> for Part<'de> {
                         }
                     }
                 }
-                Ok(Part(text.filter(|_| kind.as_deref() == Some("output_text"))))
+                Ok(Part(
+                    text.filter(|_| kind.as_deref() == Some("output_text")),
+                ))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 drain_seq(seq).map(|_| Part(None))
@@ -185,7 +187,10 @@ mod tests {
             {"type":"function_call","arguments":"{}"}, 5, null, [1], {"content":"x"}]"#;
         let t = serde_json::from_str::<OutputTexts<'_>>(json).unwrap();
         assert_eq!(t.0, ["Hello ", "\"world\""]);
-        assert!(serde_json::from_str::<OutputTexts<'_>>("{}").unwrap().0.is_empty());
+        assert!(serde_json::from_str::<OutputTexts<'_>>("{}")
+            .unwrap()
+            .0
+            .is_empty());
     }
 
     #[test]

@@ -218,9 +218,15 @@ fn responses_api_json_and_stream() {
     // A chat completion's id is not a response id.
     assert_eq!(whole(false, CHAT.as_bytes()).response_id, None);
     // Usage without a total: input + output.
-    let t = whole(false, br#"{"object":"response","usage":{"input_tokens":4,"output_tokens":6}}"#);
+    let t = whole(
+        false,
+        br#"{"object":"response","usage":{"input_tokens":4,"output_tokens":6}}"#,
+    );
     assert_eq!(t.usage, usage(4, 6, 10));
     // A hostile id of the wrong type is ignored, the usage still read.
-    let t = whole(false, br#"{"object":"response","id":{"x":1},"usage":{"input_tokens":1}}"#);
+    let t = whole(
+        false,
+        br#"{"object":"response","id":{"x":1},"usage":{"input_tokens":1}}"#,
+    );
     assert_eq!((t.response_id, t.usage), (None, usage(1, 0, 1)));
 }

@@ -161,7 +161,10 @@ mod tests {
         let names = [(0, "eastus"), (1, "westus"), (2, "eastus")];
         assert_eq!(pick_backend(backend_tag("westus"), names), Some(1));
         // The same backend listed twice (two pools) is still one.
-        assert_eq!(pick_backend(backend_tag("eastus"), [(0, "eastus"), (0, "eastus")]), Some(0));
+        assert_eq!(
+            pick_backend(backend_tag("eastus"), [(0, "eastus"), (0, "eastus")]),
+            Some(0)
+        );
         assert_eq!(pick_backend(backend_tag("eastus"), names), None);
         assert_eq!(pick_backend(backend_tag("nowhere"), names), None);
     }

@@ -67,9 +67,18 @@ fn the_review_smuggling_payload_never_reaches_a_request_line() {
     // Without control characters, the path-walking form is still refused for an Azure pool.
     let body = r#"{"model":"x/chat/completions?api-version=1&"}"#;
     let (m, _) = inspect("/v1/chat/completions", body).unwrap();
-    assert_eq!(route(&cfg(), &m, "chat/completions").unwrap_err().status(), 400);
+    assert_eq!(
+        route(&cfg(), &m, "chat/completions").unwrap_err().status(),
+        400
+    );
     for walk in ["../../openai/files", "..", "%2e%2e", "a#b", "a b"] {
-        assert_eq!(route(&cfg(), walk, "chat/completions").unwrap_err().status(), 400, "{walk}");
+        assert_eq!(
+            route(&cfg(), walk, "chat/completions")
+                .unwrap_err()
+                .status(),
+            400,
+            "{walk}"
+        );
     }
 }
 
@@ -79,7 +88,10 @@ fn body_names_keep_their_forms_for_openai_pools() {
     let (m, in_body) = inspect("/v1/chat/completions", body).unwrap();
     assert!(in_body);
     let cfg = cfg();
-    assert_eq!(route(&cfg, &m, "chat/completions").unwrap(), pool_id(&cfg, "p_oa"));
+    assert_eq!(
+        route(&cfg, &m, "chat/completions").unwrap(),
+        pool_id(&cfg, "p_oa")
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub(super) fn finish(ctx: &mut RequestCtx<'_>) {
     if let Some(mut adm) = ctx.admission.take() {
         adm.settle(ctx.rec.usage.map_or(0, |u| u.total_tokens), now_ns());
     }
+    super::stored::remember(ctx);
     let req = ctx.req;
     record(ctx.shard, ctx.snap, &ctx.rec, req.peer, req.started, req);
 }

@@ -27,6 +27,11 @@ pub struct RequestCtx<'r> {
     pub body: Option<Inspected<'r>>,
     /// The pool serving it (`route`).
     pub pool: Option<PoolId>,
+    /// The one backend of the pool that may serve it (it holds the stored response the request
+    /// names), when `route` pinned one.
+    pub pin: Option<usize>,
+    /// The id of the stored response the answer created (a Responses API `POST responses`).
+    pub response_id: Option<String>,
     /// Its token reservations (`admit`), settled by `complete`.
     pub admission: Option<Admission>,
     /// The caller's rate-limit headers, as admission left them.
@@ -54,6 +59,8 @@ impl<'r> RequestCtx<'r> {
             path,
             body: None,
             pool: None,
+            pin: None,
+            response_id: None,
             admission: None,
             rate: None,
             quota_left: None,

@@ -33,6 +33,7 @@ pub(super) async fn run<S: ClientIo>(
         model: &inspected.model,
         model_in_body: inspected.model_in_body,
         request_id: &ctx.rec.request_id,
+        pin: ctx.pin,
     };
     let mut wait = Duration::ZERO;
     let mut tried = Tried::default();

@@ -6,7 +6,7 @@ use aigw_core::auth::allow_model;
 use aigw_core::error::GatewayError;
 use aigw_core::request::{inspect_body, route as route_model};
 
-use super::RequestCtx;
+use super::{stored, RequestCtx};
 
 /// `on_body`: peek the body, check the names.
 ///
@@ -33,9 +33,17 @@ pub(super) fn on_body(ctx: &mut RequestCtx<'_>) -> Result<(), GatewayError> {
 /// 400 for an unknown model or one its pool's backends cannot take, 403 for a model the
 /// consumer may not use.
 pub(super) fn route(ctx: &mut RequestCtx<'_>) -> Result<(), GatewayError> {
-    let Some(inspected) = &ctx.body else {
+    let (Some(inspected), Some(path)) = (&ctx.body, ctx.path) else {
         return Ok(()); // the model listing: no pool
     };
+    // A stored response names no model: it is served where it lives (its model was allowed
+    // when it was created, by this same caller).
+    if let Some(id) = path.response_object() {
+        let (pool, bid) = stored::place_object(ctx, id)?;
+        ctx.pool = Some(pool);
+        ctx.pin = Some(bid);
+        return Ok(());
+    }
     let cfg = &ctx.snap.cfg;
     if let Some(id) = ctx.rec.identity {
         allow_model(&cfg.consumers, id, &inspected.model).map_err(|e| GatewayError::Forbidden {
@@ -43,6 +51,10 @@ pub(super) fn route(ctx: &mut RequestCtx<'_>) -> Result<(), GatewayError> {
             code: "model_not_allowed",
         })?;
     }
-    ctx.pool = Some(route_model(cfg, &inspected.model)?);
+    let pool = route_model(cfg, &inspected.model, path.operation)?;
+    if let Some(prev) = &inspected.previous_response_id {
+        ctx.pin = stored::place_previous(ctx, pool, prev)?;
+    }
+    ctx.pool = Some(pool);
     Ok(())
 }

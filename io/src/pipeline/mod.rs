@@ -16,6 +16,7 @@ mod identity;
 mod inspect;
 mod respond;
 mod short_circuit;
+mod stored;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

@@ -102,13 +102,17 @@ pub(super) async fn run<S: AsyncReadRent + AsyncWriteRent>(
     if sse {
         ctx.rec.ttft = first.map(|t| t.duration_since(req.started));
     }
-    let tapped = tap.finish();
+    let mut tapped = tap.finish();
     let ok = (200..300).contains(&won.resp.status);
     let model = ctx.body.as_ref().map_or("", |b| &*b.model);
-    let usage = match (ok, ctx.admission.as_mut()) {
+    // A retrieved stored response carries the usage of the call that created it, which was
+    // charged then: reading it again costs nothing.
+    let runs_model = ctx.path.is_some_and(|p| p.response_object().is_none());
+    let usage = match (ok && runs_model, ctx.admission.as_mut()) {
         (true, Some(adm)) => Some(adm.usage_of(&tapped, model, &req.body)),
         _ => None,
     };
+    ctx.response_id = tapped.response_id.take();
     ctx.rec.usage = usage;
     ctx.rec.reply = Some((tapped.text, tapped.text_truncated));
     match end {

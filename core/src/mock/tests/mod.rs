@@ -2,6 +2,7 @@
 
 mod faults;
 mod replies;
+mod responses;
 
 use bytes::Bytes;
 use serde_json::Value;

@@ -1,0 +1,100 @@
+//! The official OpenAI Python SDK (pinned in `scripts/sdk-env`, installed by `scripts/test`)
+//! through the gateway: the Responses API (create, stream, the stream helper, retrieve, input
+//! items, continuation, delete) and chat, as `OpenAI`, as `OpenAI` on Azure's v1 URL and as
+//! `AzureOpenAI`, against each backend dialect.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[macro_use]
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+both_drivers!(the_python_sdk_speaks_the_responses_api_in_every_style);
+
+/// The Python with the SDK: `AIGW_SDK_PYTHON`, else the venv `scripts/sdk-env` makes.
+fn sdk_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("AIGW_SDK_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new("bash")
+        .arg(root.join("scripts/sdk-env"))
+        .output()
+        .expect("run scripts/sdk-env");
+    assert!(
+        out.status.success(),
+        "scripts/sdk-env could not install the OpenAI SDK (it needs PyPI): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+const CONFIG: &str = r#"
+[gateway]
+listen = "{addr:listen}"
+admin_listen = "{addr:admin}"
+workers = 1
+
+[mocks.oa]
+listen = "{addr:oa}"
+region = "oa"
+
+[mocks.az]
+listen = "{addr:az}"
+region = "az"
+
+[mocks.v1]
+listen = "{addr:v1}"
+region = "v1"
+
+[backends.oa]
+url = "http://{addr:oa}"
+dialect = "openai"
+
+[backends.az]
+url = "http://{addr:az}"
+dialect = "azure"
+
+[backends.v1]
+url = "http://{addr:v1}"
+dialect = "azure-v1"
+
+[pools.p_oa]
+members = [{ backend = "oa" }]
+
+[pools.p_az]
+members = [{ backend = "az" }]
+
+[pools.p_v1]
+members = [{ backend = "v1" }]
+
+[models]
+"m-oa" = "p_oa"
+"m-az" = "p_az"
+"m-v1" = "p_v1"
+"#;
+
+fn the_python_sdk_speaks_the_responses_api_in_every_style(d: Driver) {
+    let python = sdk_python();
+    let gw = Gateway::start(d, CONFIG);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/responses.py");
+    let url = format!("http://{}", gw.addr("listen"));
+    let out = Command::new(&python)
+        .arg(&script)
+        .args([url.as_str(), "m-oa", "m-az", "m-v1"])
+        .output()
+        .expect("run the SDK script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("all ok"), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        9,
+        "{stdout}"
+    );
+}
