@@ -202,8 +202,11 @@ pub struct Admission {
     pub estimate: u64,
     /// The prompt estimate, once computed (at most once per request: see `prompt_estimate`).
     prompt: Option<u64>,
-    bucket: Option<(Bucket, Reservation)>,
-    quota: Option<(Arc<ConsumerLimits>, QuotaReservation)>,
+    /// The bucket drawn from, and the reservation until it is settled (the bucket is kept after,
+    /// for the rate headers of the answer).
+    bucket: Option<(Bucket, Option<Reservation>)>,
+    /// The quota drawn from, and the reservation until it is settled.
+    quota: Option<(Arc<ConsumerLimits>, Option<QuotaReservation>)>,
 }
 
 /// What a request brings to admission.
@@ -279,7 +282,7 @@ pub fn reserve(
     if let Some(b) = bucket {
         if let Some(tb) = b.get() {
             match tb.try_reserve(adm.estimate, now_ns) {
-                Ok(r) => adm.bucket = Some((b, r)),
+                Ok(r) => adm.bucket = Some((b, Some(r))),
                 Err(d) => {
                     // A request bigger than the whole bucket never fits, however long the client
                     // waits: a 400 that says so, not a 429 whose Retry-After would fail again
@@ -310,11 +313,11 @@ pub fn reserve(
     if let Some(l) = quota {
         if let Some(q) = &l.quota {
             match q.try_reserve(adm.estimate, now_unix) {
-                Ok(r) => adm.quota = Some((l.clone(), r)),
+                Ok(r) => adm.quota = Some((l.clone(), Some(r))),
                 Err(d) => {
                     // Hand the bucket reservation back, then report the bucket as it now stands.
                     let mut rate = None;
-                    if let Some((b, r)) = adm.bucket.take() {
+                    if let Some((b, Some(r))) = adm.bucket.take() {
                         if let Some(tb) = b.get() {
                             tb.settle(r, 0, now_ns);
                             rate = Some(Box::new(bucket_headers(tb, now_ns)));
@@ -390,19 +393,26 @@ pub const QUOTA_HEADER: &str = "x-ratelimit-remaining-quota-tokens";
 impl Admission {
     /// Settle the reservations against the real total (0 when the upstream answered an error).
     /// A total reported past [`aigw_core::limit::MAX_REQUEST_TOKENS`] is not believable and is
-    /// charged at that ceiling.
+    /// charged at that ceiling. Only the first call settles; later ones do nothing, and the
+    /// buckets stay known for [`rate_headers`](Self::rate_headers) and
+    /// [`quota_left`](Self::quota_left).
     pub fn settle(&mut self, actual: u64, now_ns: u64) {
         let actual = plausible_usage(actual, self.estimate);
-        if let Some((b, r)) = self.bucket.take() {
-            if let Some(tb) = b.get() {
+        if let Some((b, r)) = self.bucket.as_mut() {
+            if let (Some(tb), Some(r)) = (b.get(), r.take()) {
                 tb.settle(r, actual, now_ns);
             }
         }
-        if let Some((l, r)) = self.quota.take() {
-            if let Some(q) = &l.quota {
+        if let Some((l, r)) = self.quota.as_mut() {
+            if let (Some(q), Some(r)) = (&l.quota, r.take()) {
                 q.settle(r, actual);
             }
         }
+    }
+
+    /// Whether the caller has a bucket or a quota (whose headers the answer carries).
+    pub fn is_limited(&self) -> bool {
+        self.bucket.is_some() || self.quota.is_some()
     }
 
     /// `x-ratelimit-{limit,remaining,reset}-tokens` for the caller's bucket, if it has one.

@@ -175,6 +175,31 @@ fn absurd_usage_is_charged_at_the_ceiling() {
 }
 
 #[test]
+fn headers_after_settling_show_the_charge_not_the_reservation() {
+    let cfg = aigw_core::config::parse_str(LIMITED, None).unwrap();
+    let l = Limiters::default();
+    let policy = Policy::new(&cfg, &l);
+    let mut adm = reserve(&cfg, &policy, &l, Some(0), &caller(Some(500), 1), 0, 0).unwrap();
+    assert!(adm.is_limited());
+    let remaining = |adm: &Admission| {
+        let h = adm.rate_headers(0).unwrap();
+        assert_eq!(h[1].0, "x-ratelimit-remaining-tokens");
+        h[1].1.parse::<u64>().unwrap()
+    };
+    // At admission: the whole reservation is taken.
+    assert_eq!(remaining(&adm), 1000 - adm.estimate);
+    assert_eq!(adm.quota_left(0), Some(5000 - adm.estimate));
+    // Settled on 20 tokens: the headers show the bucket and quota after the real charge.
+    adm.settle(20, 0);
+    assert_eq!(remaining(&adm), 980);
+    assert_eq!(adm.quota_left(0), Some(4980));
+    // Only the first settlement counts (`complete` settles again after `respond` did).
+    adm.settle(0, 0);
+    assert_eq!(remaining(&adm), 980);
+    assert_eq!(adm.quota_left(0), Some(4980));
+}
+
+#[test]
 fn durations_read_like_openai() {
     assert_eq!(openai_duration(0), "0ms");
     assert_eq!(openai_duration(20_000_000), "20ms");

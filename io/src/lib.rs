@@ -4,7 +4,8 @@
 //! # Key parts
 //! - [`workers::run`]: start workers, admin and signal handling.
 //! - [`server`]: the connection loop and the [`server::Service`] trait (static dispatch).
-//! - [`proxy`]: the gateway service; [`relay`]: upstream exchange and streaming relay.
+//! - [`pipeline`]: the gateway service; [`relay`]: upstream exchange and streaming relay; [`whole`]:
+//!   a bounded body read whole before its head (to send the settled rate-limit headers).
 //! - [`shard`]: per-worker state; [`control`]: config cell, reload, shutdown.
 
 pub mod admin;
@@ -26,4 +27,5 @@ pub mod server;
 pub mod shard;
 pub mod tls;
 pub mod upstream;
+pub mod whole;
 pub mod workers;

@@ -1,6 +1,6 @@
-//! After a request: count it (requests, tokens, latency, time to first token), write its access
-//! log line and, for a successful completion, its message-store record. Never waits on IO: the log
-//! lines go to their writer threads through bounded channels.
+//! After a request: count it (requests, tokens, latency, overhead, time to first token), write
+//! its access log line and, for a successful completion, its message-store record. Never waits on
+//! IO: the log lines go to their writer threads through bounded channels.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -13,7 +13,9 @@ use aigw_core::openai::Usage;
 use serde_json::json;
 
 use crate::logsink::{rfc3339_ms, Sink};
-use crate::metrics::{F_CONSUMER_REQUESTS, F_REJECTIONS, F_REQUESTS, F_TOKENS};
+use crate::metrics::{
+    request_labels, Observed, F_CONSUMER_REQUESTS, F_REJECTIONS, F_REQUESTS, F_TOKENS,
+};
 use crate::shard::{Shard, Snapshot};
 
 /// The log sinks of the process (absent when switched off).
@@ -92,27 +94,30 @@ pub fn finish(
         .map_or("", |b| b.name.as_str());
     let mut code = itoa::Buffer::new();
     let status = code.format(rec.status);
-    // Nothing a caller sent before it was identified becomes a label: an unidentified request
-    // is counted under an empty model whatever its body said.
-    let model_label = if rec.identity.is_some() {
-        rec.model.as_str()
-    } else {
-        ""
-    };
-    m.add(F_REQUESTS, &[model_label, backend, status], 1);
+    // Requests and timings are counted under bounded labels: the backend's config name or
+    // "none", and a model the config names or routes (see `request_labels`). Nothing a caller
+    // sent before it was identified becomes a label.
+    let labels = m.bound(request_labels(
+        cfg,
+        rec.identity.is_some(),
+        &rec.model,
+        rec.backend,
+    ));
+    m.add(F_REQUESTS, &[labels.model, labels.backend, status], 1);
     if !consumer.is_empty() {
         m.add(F_CONSUMER_REQUESTS, &[consumer, status], 1);
     }
     if let Some(reason) = rec.rejected {
         m.add(F_REJECTIONS, &[consumer, reason], 1);
     }
-    m.shared.latency.observe(total);
-    m.shared
-        .overhead
-        .observe(total.saturating_sub(rec.upstream_wait));
-    if let Some(t) = rec.ttft {
-        m.shared.ttft.observe(t);
-    }
+    m.observe(
+        labels,
+        Observed {
+            total,
+            overhead: total.saturating_sub(rec.upstream_wait),
+            ttft: rec.ttft,
+        },
+    );
     let ip = peer.ip().to_string();
     let user = req
         .head
@@ -223,9 +228,17 @@ pub const MAX_LOG_PATH_BYTES: usize = 1024;
 /// A short field as a log line may carry it: cut to `max` bytes at a char boundary, with control
 /// characters (C0, DEL, C1: line breaks, terminal escape sequences) replaced by U+FFFD. The JSON
 /// encoder escapes quotes and backslashes; this keeps lines short and safe to view in a terminal.
+/// Borrowed (a prefix of `s`) when only cutting is needed: no allocation. Metric label values are
+/// cleaned the same way (`metrics::label_value`).
 pub fn log_field(s: &str, max: usize) -> Cow<'_, str> {
-    if s.len() <= max && !s.chars().any(char::is_control) {
-        return Cow::Borrowed(s);
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &s[..end];
+    // Printable ASCII (the common case) needs no char decoding.
+    if head.bytes().all(|b| (0x20..0x7f).contains(&b)) || !head.chars().any(char::is_control) {
+        return Cow::Borrowed(head);
     }
     let mut out = String::with_capacity(s.len().min(max));
     for c in s.chars() {

@@ -4,7 +4,8 @@ use super::admit::now_ns;
 use super::RequestCtx;
 use crate::record::finish as record;
 
-/// Settle, count and log one finished request.
+/// Settle, count and log one finished request. Reservations `respond` already settled (to send
+/// the settled rate-limit headers) are not settled again.
 pub(super) fn finish(ctx: &mut RequestCtx<'_>) {
     if let Some(mut adm) = ctx.admission.take() {
         adm.settle(ctx.rec.usage.map_or(0, |u| u.total_tokens), now_ns());

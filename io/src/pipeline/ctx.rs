@@ -32,9 +32,11 @@ pub struct RequestCtx<'r> {
     pub pin: Option<usize>,
     /// The id of the stored response the answer created (a Responses API `POST responses`).
     pub response_id: Option<String>,
-    /// Its token reservations (`admit`), settled by `complete`.
+    /// Its token reservations (`admit`), settled by `respond` (before the head, when the charge is
+    /// known by then) or `complete`.
     pub admission: Option<Admission>,
-    /// The caller's rate-limit headers, as admission left them.
+    /// The caller's rate-limit headers, as admission left them (or, once `respond` settled the
+    /// answer before its head, as that left them).
     pub rate: Option<RateHeaders>,
     /// What is left of the caller's quota, when it has one (`x-ratelimit-remaining-quota-tokens`).
     pub quota_left: Option<u64>,
@@ -73,12 +75,23 @@ impl<'r> RequestCtx<'r> {
         self.body.as_ref().map_or("", |b| &b.model)
     }
 
-    /// Note a refusal in the record.
+    /// Note a refusal in the record. It costs nothing: the reservations are handed back, and the
+    /// answer's rate-limit headers show the buckets after that.
     pub fn refused(&mut self, e: &GatewayError) {
         self.rec.status = e.status();
-        if let Some(a) = self.admission.as_mut() {
-            a.settle(0, crate::health::now_ms().saturating_mul(1_000_000));
-        }
+        self.settle(0);
+    }
+
+    /// Settle the reservations on `total` tokens now (only the first settlement counts) and take
+    /// the rate-limit headers from the buckets as they then stand.
+    pub fn settle(&mut self, total: u64) {
+        let Some(adm) = self.admission.as_mut().filter(|a| a.is_limited()) else {
+            return;
+        };
+        let now = crate::health::now_ms().saturating_mul(1_000_000);
+        adm.settle(total, now);
+        self.rate = adm.rate_headers(now);
+        self.quota_left = adm.quota_left(crate::health::unix_secs());
     }
 
     /// Add time spent waiting on upstreams.

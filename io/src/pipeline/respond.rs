@@ -1,12 +1,19 @@
 //! `response_head` and `response_body`: the client's head for the winning response, then the
 //! body relayed as it arrives while the usage tap reads it; and the one shape of the gateway's
 //! own refusals.
+//!
+//! The head carries the caller's rate-limit headers as they stand once the answer is charged,
+//! whenever that is known before the head goes out: an error answer is charged nothing, and a
+//! successful non-streamed answer of an accounted operation (at most [`TAP_MAX_JSON`] bytes) is
+//! read whole first ([`crate::whole`]) and charged its usage. A stream's head goes out before its
+//! usage exists: it carries the bucket as admission left it (after the reservation).
 
 use std::time::{Duration, Instant};
 
 use aigw_core::error::GatewayError;
 use aigw_core::http1::BodyFraming;
-use aigw_core::openai::UsageTap;
+use aigw_core::openai::{is_accounted, Tapped, UsageTap};
+use bytes::Bytes;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::RequestCtx;
@@ -15,11 +22,16 @@ use crate::conn::Conn;
 use crate::failover::{client_head, Won};
 use crate::relay::{relay_body, RelayEnd, RelayMode};
 use crate::server::send_error_with;
+use crate::whole::{read_whole, Whole};
 
-/// Largest JSON response the usage tap buffers to find `usage` (bigger ones are relayed untouched).
+/// Largest JSON response the usage tap buffers to find `usage` (bigger ones are relayed untouched),
+/// and largest body read whole before its head.
 const TAP_MAX_JSON: usize = 4 * 1024 * 1024;
 /// Most reply text kept for counting and the message store.
 const TAP_MAX_TEXT: usize = 1024 * 1024;
+/// A body read whole up to this size goes out in one write with its head (copied behind it);
+/// a larger one is written from the upstream's buffer as it is.
+const COALESCE_MAX: usize = 16 * 1024;
 
 /// Answer a refusal: the OpenAI-shaped error, the request id and, when a limit refused, where
 /// the caller's bucket stands.
@@ -49,14 +61,74 @@ pub(super) async fn run<S: AsyncReadRent + AsyncWriteRent>(
     mut won: Won,
     conn: &mut Conn<S>,
 ) -> bool {
-    let snap = ctx.snap;
-    let cfg = &snap.cfg;
-    let req = ctx.req;
-    // response_head
+    let g = &ctx.snap.cfg.gateway;
     let sse = won
         .resp
         .header("content-type")
         .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
+    let ok = (200..300).contains(&won.resp.status);
+    let mut tap = UsageTap::new(sse, TAP_MAX_JSON, TAP_MAX_TEXT).decoding(&won.resp.headers);
+    let mut wait = Duration::ZERO;
+    if !ok {
+        ctx.settle(0); // an error answer is charged nothing
+    } else if reads_whole(ctx, sse) {
+        let framing = won.resp.framing;
+        match read_whole(
+            &mut won.up,
+            framing,
+            TAP_MAX_JSON,
+            g.upstream_timeout,
+            &mut wait,
+        )
+        .await
+        {
+            Whole::Body(body) => {
+                ctx.waited(wait);
+                tap.feed(&body);
+                account(ctx, tap.finish(), true);
+                ctx.settle(ctx.rec.usage.map_or(0, |u| u.total_tokens));
+                return send_whole(ctx, won, body, conn).await;
+            }
+            Whole::Relay => {}
+            Whole::Failed(why) => {
+                // Nothing reached the client yet: a 502 (charged nothing), and the client
+                // connection stays usable.
+                ctx.waited(wait);
+                let e = GatewayError::BadGateway(format!("the backend sent a {why}"));
+                ctx.refused(&e);
+                send_refusal(conn, ctx, &e).await;
+                return true;
+            }
+        }
+    }
+    relay(ctx, won, tap, sse, wait, conn).await
+}
+
+/// Read a successful answer whole before its head? When it is not a stream, its operation is
+/// one whose usage is read, and the caller has a bucket or quota whose headers it carries.
+fn reads_whole(ctx: &RequestCtx<'_>, sse: bool) -> bool {
+    !sse && !ctx.rec.stream
+        && is_accounted(&ctx.rec.operation)
+        && ctx.admission.as_ref().is_some_and(|a| a.is_limited())
+}
+
+/// Charge the answer what it used (a 2xx only: an error costs nothing), keep its text and the id
+/// of the stored response it created.
+fn account(ctx: &mut RequestCtx<'_>, mut tapped: Tapped, ok: bool) {
+    let model = ctx.body.as_ref().map_or("", |b| &*b.model);
+    // A retrieved stored response carries the usage of the call that created it, which was
+    // charged then: reading it again costs nothing.
+    let runs_model = ctx.path.is_some_and(|p| p.response_object().is_none());
+    ctx.rec.usage = match (ok && runs_model, ctx.admission.as_mut()) {
+        (true, Some(adm)) => Some(adm.usage_of(&tapped, model, &ctx.req.body)),
+        _ => None,
+    };
+    ctx.response_id = tapped.response_id.take();
+    ctx.rec.reply = Some((tapped.text, tapped.text_truncated));
+}
+
+/// The client's head for `won`, with the caller's rate-limit headers as `ctx` holds them.
+fn head_for(ctx: &RequestCtx<'_>, won: &Won, dechunk: bool) -> bytes::BytesMut {
     let mut q = itoa::Buffer::new();
     let mut rate_refs: Vec<(&str, &[u8])> = ctx
         .rate
@@ -67,21 +139,53 @@ pub(super) async fn run<S: AsyncReadRent + AsyncWriteRent>(
     if let Some(left) = ctx.quota_left {
         rate_refs.push((QUOTA_HEADER, q.format(left).as_bytes()));
     }
+    let name = &ctx.snap.cfg.backends[won.backend].name;
+    client_head(won, name, &ctx.rec.request_id, &rate_refs, dechunk)
+}
+
+/// Send a body read whole, framed by its length, behind its head.
+async fn send_whole<S: AsyncReadRent + AsyncWriteRent>(
+    ctx: &mut RequestCtx<'_>,
+    mut won: Won,
+    body: Bytes,
+    conn: &mut Conn<S>,
+) -> bool {
+    if won.resp.framing == BodyFraming::Chunked {
+        won.resp.framing = BodyFraming::Length(body.len() as u64);
+    }
+    let mut out = head_for(ctx, &won, false);
+    // The upstream answer was read to its end: its connection is reusable whatever the client does.
+    if won.resp.keep_alive && won.up.conn.buf.is_empty() {
+        let g = &ctx.snap.cfg.gateway;
+        ctx.shard.pools.put(
+            &ctx.snap.backend_keys[won.backend],
+            won.up,
+            g.max_idle_per_backend,
+        );
+    }
+    if body.len() <= COALESCE_MAX {
+        out.extend_from_slice(&body);
+        return conn.write(out).await.0.is_ok();
+    }
+    conn.write(out).await.0.is_ok() && conn.write(body).await.0.is_ok()
+}
+
+/// Relay the body as it arrives (the tap reads it on the way), then charge it.
+async fn relay<S: AsyncReadRent + AsyncWriteRent>(
+    ctx: &mut RequestCtx<'_>,
+    mut won: Won,
+    mut tap: UsageTap,
+    sse: bool,
+    mut wait: Duration,
+    conn: &mut Conn<S>,
+) -> bool {
+    let snap = ctx.snap;
+    let g = &snap.cfg.gateway;
+    let req = ctx.req;
     // An HTTP/1.0 client cannot read chunked framing: it gets the data, ended by a close.
     let dechunk = req.head.version_minor == 0 && won.resp.framing == BodyFraming::Chunked;
-    let head_out = client_head(
-        &won,
-        &cfg.backends[won.backend].name,
-        &ctx.rec.request_id,
-        &rate_refs,
-        dechunk,
-    );
-
-    // response_body
-    let mut tap = UsageTap::new(sse, TAP_MAX_JSON, TAP_MAX_TEXT).decoding(&won.resp.headers);
+    let head_out = head_for(ctx, &won, dechunk);
     let mut first: Option<Instant> = None;
-    let g = &cfg.gateway;
-    let mut wait = Duration::ZERO;
     let end = relay_body(
         conn,
         &mut won.up,
@@ -102,19 +206,7 @@ pub(super) async fn run<S: AsyncReadRent + AsyncWriteRent>(
     if sse {
         ctx.rec.ttft = first.map(|t| t.duration_since(req.started));
     }
-    let mut tapped = tap.finish();
-    let ok = (200..300).contains(&won.resp.status);
-    let model = ctx.body.as_ref().map_or("", |b| &*b.model);
-    // A retrieved stored response carries the usage of the call that created it, which was
-    // charged then: reading it again costs nothing.
-    let runs_model = ctx.path.is_some_and(|p| p.response_object().is_none());
-    let usage = match (ok && runs_model, ctx.admission.as_mut()) {
-        (true, Some(adm)) => Some(adm.usage_of(&tapped, model, &req.body)),
-        _ => None,
-    };
-    ctx.response_id = tapped.response_id.take();
-    ctx.rec.usage = usage;
-    ctx.rec.reply = Some((tapped.text, tapped.text_truncated));
+    account(ctx, tap.finish(), (200..300).contains(&won.resp.status));
     match end {
         RelayEnd::Complete {
             reusable,

@@ -1,6 +1,12 @@
-//! Metrics without locks on the request path: each worker owns its counters (single writer,
-//! `Relaxed` load+store, no read-modify-write), announces new label sets through a lock-free
-//! queue, and the admin thread sums every worker's values when `/metrics` is scraped.
+//! Metrics without locks on the request path: each worker owns its counters and histograms
+//! (single writer, `Relaxed` load+store, no read-modify-write), announces new label sets through
+//! lock-free queues, and the admin thread sums every worker's values when `/metrics` is scraped.
+//!
+//! Counters are here; the timing histograms (by `backend` and `model`) in `hist.rs`; label values,
+//! their cap and which ones a request is counted under in `labels.rs`.
+
+mod hist;
+mod labels;
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -8,10 +14,11 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crossbeam::queue::SegQueue;
 use crossbeam::utils::CachePadded;
+
+use labels::escape;
 
 /// A labelled counter family: name, help text and label names.
 #[derive(Debug)]
@@ -78,69 +85,16 @@ pub const F_REQUESTS: usize = 0;
 /// Index of [`RETRIES`] in [`FAMILIES`].
 pub const F_RETRIES: usize = 1;
 
-/// Histogram bucket upper bounds in seconds.
-const BUCKETS: [f64; 18] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0, 30.0, 120.0,
-];
-
-/// A fixed-bucket histogram written by one thread.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    counts: [AtomicU64; BUCKETS.len() + 1],
-    sum_ns: AtomicU64,
-}
-
-impl Histogram {
-    /// Record one observation (single writer: this worker).
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(BUCKETS.len());
-        bump(&self.counts[i], 1);
-        bump(
-            &self.sum_ns,
-            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
-        );
-    }
-}
-
 /// Add without a locked instruction: only the owning worker ever writes this value. Saturating: a
 /// counter must never wrap and appear to go backwards.
 fn bump(a: &AtomicU64, v: u64) {
     a.store(a.load(Relaxed).saturating_add(v), Relaxed);
 }
 
-/// Most bytes of a label value; longer values are cut at a char boundary.
-pub const MAX_LABEL_BYTES: usize = 128;
-
-/// A label value as it may be stored and rendered: at most [`MAX_LABEL_BYTES`] bytes, cut at a
-/// char boundary, with every control character (C0, DEL, C1: line breaks, escape sequences)
-/// replaced by U+FFFD, so that no value can break a line of the text format or a terminal.
-/// Borrowed when the value already qualifies (the common case: no allocation).
-pub fn label_value(v: &str) -> Cow<'_, str> {
-    // Printable ASCII (the common case) needs no char decoding.
-    if v.len() <= MAX_LABEL_BYTES
-        && (v.bytes().all(|b| (0x20..0x7f).contains(&b)) || !v.chars().any(char::is_control))
-    {
-        return Cow::Borrowed(v);
-    }
-    let mut out = String::with_capacity(v.len().min(MAX_LABEL_BYTES));
-    for c in v.chars() {
-        let c = if c.is_control() {
-            char::REPLACEMENT_CHARACTER
-        } else {
-            c
-        };
-        if out.len() + c.len_utf8() > MAX_LABEL_BYTES {
-            break;
-        }
-        out.push(c);
-    }
-    Cow::Owned(out)
-}
+pub use hist::{Histogram, Observed, Timings};
+pub use labels::{
+    label_value, request_labels, RequestLabels, MAX_CLIENT_MODELS, MAX_LABEL_BYTES, NONE, OTHER,
+};
 
 /// One counter series announced to the admin thread.
 #[derive(Debug)]
@@ -160,13 +114,9 @@ pub struct WorkerMetrics {
     pub upstream_conns: CachePadded<AtomicI64>,
     /// Upstream connections opened since start.
     pub upstream_connects: CachePadded<AtomicU64>,
-    /// Total request latency.
-    pub latency: Histogram,
-    /// Gateway overhead: total minus time spent waiting on the upstream.
-    pub overhead: Histogram,
-    /// Time to the first body byte of streamed responses.
-    pub ttft: Histogram,
     new_series: SegQueue<Series>,
+    /// Timing histograms of label sets this worker has just created.
+    new_timings: SegQueue<hist::TimingSeries>,
 }
 
 impl WorkerMetrics {
@@ -184,6 +134,7 @@ pub struct LocalMetrics {
     #[allow(clippy::type_complexity)]
     series: RefCell<HashMap<u64, Vec<(Box<[&'static str]>, Box<[String]>, Arc<AtomicU64>)>>>,
     count: std::cell::Cell<usize>,
+    timings: hist::LocalTimings,
 }
 
 /// Labels whose values a client can choose freely; these fold into `_other` past the cap.
@@ -199,7 +150,21 @@ impl LocalMetrics {
             shared,
             series: RefCell::new(HashMap::new()),
             count: std::cell::Cell::new(0),
+            timings: hist::LocalTimings::default(),
         }
+    }
+
+    /// A request's [`request_labels`] as this worker counts them: a model only `"*"` routes (the
+    /// client's choice) is itself for the first [`MAX_CLIENT_MODELS`] such names the worker sees,
+    /// [`OTHER`] after that.
+    pub fn bound<'a>(&self, labels: RequestLabels<'a>) -> RequestLabels<'a> {
+        self.timings.bound(labels)
+    }
+
+    /// Record one finished request's timings under its `backend` and `model` labels (as
+    /// [`bound`](Self::bound) gave them).
+    pub fn observe(&self, labels: RequestLabels<'_>, obs: Observed) {
+        self.timings.observe(&self.shared, labels, obs);
     }
 
     /// Add `v` to the series of `family` with these label values (in the family's label order).
@@ -210,10 +175,8 @@ impl LocalMetrics {
     /// Add `v` to a series whose label names are given here (families with configurable labels).
     /// Label values are capped and cleaned by [`label_value`] first.
     pub fn add_named(&self, family: usize, names: &[&'static str], labels: &[&str], v: u64) {
-        if labels
-            .iter()
-            .any(|l| matches!(label_value(l), Cow::Owned(_)))
-        {
+        let unchanged = |l: &&str| matches!(label_value(l), Cow::Borrowed(c) if c.len() == l.len());
+        if !labels.iter().all(unchanged) {
             let clean: Vec<Cow<'_, str>> = labels.iter().map(|l| label_value(l)).collect();
             let clean: Vec<&str> = clean.iter().map(|c| c.as_ref()).collect();
             return self.add_clean(family, names, &clean, v);
@@ -243,13 +206,7 @@ impl LocalMetrics {
             let folded: Vec<&str> = names
                 .iter()
                 .zip(labels)
-                .map(|(n, v)| {
-                    if CLIENT_CHOSEN.contains(n) {
-                        "_other"
-                    } else {
-                        *v
-                    }
-                })
+                .map(|(n, v)| if CLIENT_CHOSEN.contains(n) { OTHER } else { *v })
                 .collect();
             if folded[..] != *labels {
                 drop(map);
@@ -274,8 +231,15 @@ impl LocalMetrics {
 #[derive(Debug, Default)]
 pub struct Registry {
     workers: Vec<Arc<WorkerMetrics>>,
-    /// Series drained from the workers' queues so far, per worker (admin-thread only).
-    known: std::sync::Mutex<Vec<Series>>,
+    /// Series drained from the workers' queues so far (admin-thread only).
+    known: std::sync::Mutex<Known>,
+}
+
+/// Every series announced so far, by every worker.
+#[derive(Debug, Default)]
+struct Known {
+    counters: Vec<Series>,
+    timings: Vec<hist::TimingSeries>,
 }
 
 impl Registry {
@@ -302,15 +266,19 @@ impl Registry {
         use std::fmt::Write;
         // The mutex is taken only by scrapes on the admin thread, never by a worker.
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let known = &mut *known;
         for w in &self.workers {
             while let Some(s) = w.new_series.pop() {
-                known.push(s);
+                known.counters.push(s);
+            }
+            while let Some(s) = w.new_timings.pop() {
+                known.timings.push(s);
             }
         }
         type Key<'k> = (usize, &'k [&'static str], &'k [String]);
         let mut sums: Vec<(Key<'_>, u64)> = Vec::new();
         let mut index: HashMap<Key<'_>, usize> = HashMap::new();
-        for s in known.iter() {
+        for s in &known.counters {
             let v = s.value.load(Relaxed);
             let key = (s.family, &s.names[..], &s.labels[..]);
             match index.get(&key) {
@@ -366,76 +334,10 @@ impl Registry {
             out,
             "# HELP aigw_upstream_connects_total Upstream connections opened.\n# TYPE aigw_upstream_connects_total counter\naigw_upstream_connects_total {connects}"
         );
-        self.render_hist(
-            &mut out,
-            "aigw_request_duration_seconds",
-            "Total request latency.",
-            |w| &w.latency,
-        );
-        self.render_hist(
-            &mut out,
-            "aigw_time_to_first_token_seconds",
-            "Time from the request to the first body byte of a streamed response.",
-            |w| &w.ttft,
-        );
-        self.render_hist(
-            &mut out,
-            "aigw_gateway_overhead_seconds",
-            "Time spent in the gateway: total latency minus time waiting on the upstream.",
-            |w| &w.overhead,
-        );
+        hist::render(&mut out, &known.timings);
         out
     }
-
-    fn render_hist(
-        &self,
-        out: &mut String,
-        name: &str,
-        help: &str,
-        pick: impl Fn(&WorkerMetrics) -> &Histogram,
-    ) {
-        use std::fmt::Write;
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cum = 0u64;
-        let mut sum_ns = 0u64;
-        for (i, le) in BUCKETS
-            .iter()
-            .map(|b| b.to_string())
-            .chain(["+Inf".to_string()])
-            .enumerate()
-        {
-            cum = self
-                .workers
-                .iter()
-                .map(|w| pick(w).counts[i].load(Relaxed))
-                .fold(cum, u64::saturating_add);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cum}");
-        }
-        for w in &self.workers {
-            sum_ns = sum_ns.saturating_add(pick(w).sum_ns.load(Relaxed));
-        }
-        let _ = writeln!(
-            out,
-            "{name}_sum {}\n{name}_count {cum}",
-            sum_ns as f64 / 1e9
-        );
-    }
-}
-
-/// Escape a label value for the text format (backslash, quote and line feed are its only
-/// escapes); values were cleaned by [`label_value`] when stored, so no other control character
-/// is left to break a line.
-fn escape(v: &str) -> Cow<'_, str> {
-    if !v.contains(['\\', '"', '\n']) {
-        return Cow::Borrowed(v);
-    }
-    Cow::Owned(
-        v.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n"),
-    )
 }
 
 #[cfg(test)]
-#[path = "metrics_tests.rs"]
 mod tests;
