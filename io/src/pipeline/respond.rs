@@ -43,14 +43,13 @@ pub(super) async fn send_refusal<S: AsyncReadRent + AsyncWriteRent>(
     send_error_with(conn, e, ctx.req.closing, &headers).await;
 }
 
-/// Relay `won` to the client; returns whether the client connection may carry another request.
+/// Relay `won` to the client with the usage tap reading along; returns whether the client
+/// connection may carry another request.
 pub(super) async fn run<S: AsyncReadRent + AsyncWriteRent>(
     ctx: &mut RequestCtx<'_>,
-    mut won: Won,
+    won: Won,
     conn: &mut Conn<S>,
 ) -> bool {
-    let snap = ctx.snap;
-    let cfg = &snap.cfg;
     let req = ctx.req;
     // response_head
     let sse = won
@@ -67,21 +66,55 @@ pub(super) async fn run<S: AsyncReadRent + AsyncWriteRent>(
     if let Some(left) = ctx.quota_left {
         rate_refs.push((QUOTA_HEADER, q.format(left).as_bytes()));
     }
-    // An HTTP/1.0 client cannot read chunked framing: it gets the data, ended by a close.
-    let dechunk = req.head.version_minor == 0 && won.resp.framing == BodyFraming::Chunked;
-    let head_out = client_head(
-        &won,
-        &cfg.backends[won.backend].name,
-        &ctx.rec.request_id,
-        &rate_refs,
-        dechunk,
-    );
+    let ok = (200..300).contains(&won.resp.status);
 
     // response_body
     let mut tap = UsageTap::new(sse, TAP_MAX_JSON, TAP_MAX_TEXT).decoding(&won.resp.headers);
     let mut first: Option<Instant> = None;
-    let g = &cfg.gateway;
     let mut wait = Duration::ZERO;
+    let keep = relay(ctx, won, &rate_refs, conn, &mut wait, |d| {
+        first.get_or_insert_with(Instant::now);
+        tap.feed(d);
+    })
+    .await;
+    ctx.waited(wait);
+    if sse {
+        ctx.rec.ttft = first.map(|t| t.duration_since(req.started));
+    }
+    let tapped = tap.finish();
+    let model = ctx.body.as_ref().map_or("", |b| &*b.model);
+    let usage = match (ok, ctx.admission.as_mut()) {
+        (true, Some(adm)) => Some(adm.usage_of(&tapped, model, &req.body)),
+        _ => None,
+    };
+    ctx.rec.usage = usage;
+    ctx.rec.reply = Some((tapped.text, tapped.text_truncated));
+    keep
+}
+
+/// Write the client's head for `won` (its headers, the request id, `x-aigw-*`, and `rate` in
+/// place of the backend's headers of those names), then the body as it arrives, each piece
+/// shown to `on_data`; the upstream connection goes back to the pool when the body ended
+/// cleanly. Returns whether the client connection may carry another request.
+pub(super) async fn relay<S: AsyncReadRent + AsyncWriteRent>(
+    ctx: &RequestCtx<'_>,
+    mut won: Won,
+    rate: &[(&str, &[u8])],
+    conn: &mut Conn<S>,
+    wait: &mut Duration,
+    on_data: impl FnMut(&[u8]),
+) -> bool {
+    let snap = ctx.snap;
+    let g = &snap.cfg.gateway;
+    // An HTTP/1.0 client cannot read chunked framing: it gets the data, ended by a close.
+    let dechunk = ctx.req.head.version_minor == 0 && won.resp.framing == BodyFraming::Chunked;
+    let head_out = client_head(
+        &won,
+        &snap.cfg.backends[won.backend].name,
+        &ctx.rec.request_id,
+        rate,
+        dechunk,
+    );
     let end = relay_body(
         conn,
         &mut won.up,
@@ -91,26 +124,10 @@ pub(super) async fn run<S: AsyncReadRent + AsyncWriteRent>(
             timeout: g.upstream_timeout,
             dechunk,
         },
-        &mut wait,
-        |d| {
-            first.get_or_insert_with(Instant::now);
-            tap.feed(d);
-        },
+        wait,
+        on_data,
     )
     .await;
-    ctx.waited(wait);
-    if sse {
-        ctx.rec.ttft = first.map(|t| t.duration_since(req.started));
-    }
-    let tapped = tap.finish();
-    let ok = (200..300).contains(&won.resp.status);
-    let model = ctx.body.as_ref().map_or("", |b| &*b.model);
-    let usage = match (ok, ctx.admission.as_mut()) {
-        (true, Some(adm)) => Some(adm.usage_of(&tapped, model, &req.body)),
-        _ => None,
-    };
-    ctx.rec.usage = usage;
-    ctx.rec.reply = Some((tapped.text, tapped.text_truncated));
     match end {
         RelayEnd::Complete {
             reusable,
