@@ -151,6 +151,12 @@ fn banner(cfg: &Config, demo: bool, driver: DriverKind) -> String {
             m.name, m.options.region, m.listen
         );
     }
+    for r in &cfg.routes {
+        s += &format!(
+            "\n  route {}: http://{}{} -> backend {}",
+            r.name, g.listen, r.prefix, cfg.backends[r.backend].name
+        );
+    }
     if demo {
         s += &format!(
             "\n\nThis is the built-in demo (no --config). Try:\n  curl http://{0}/v1/chat/completions -H 'content-type: application/json' \\\n    -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'\n  curl -N 'http://{0}/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21' \\\n    -H 'content-type: application/json' -d '{{\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}],\"stream\":true}}'\nPrint the demo config with `aigw demo-config`; run your own with `aigw serve --config FILE`.",
@@ -167,18 +173,21 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 
 fn check(path: &Path) -> Result<(), String> {
     let cfg = config::load_file(path).map_err(|e| e.to_string())?;
-    println!(
-        "{}: ok ({}, {}, {}, {})",
-        path.display(),
+    let mut counts = vec![
         plural(cfg.backends.len(), "backend", "backends"),
         plural(cfg.pools.len(), "pool", "pools"),
         plural(
             cfg.models.exact.len() + usize::from(cfg.models.fallback.is_some()),
             "model",
-            "models"
+            "models",
         ),
-        plural(cfg.mocks.len(), "mock", "mocks")
-    );
+        plural(cfg.mocks.len(), "mock", "mocks"),
+    ];
+    // Routes are counted only when there are any: a file without them reads as it always did.
+    if !cfg.routes.is_empty() {
+        counts.push(plural(cfg.routes.len(), "route", "routes"));
+    }
+    println!("{}: ok ({})", path.display(), counts.join(", "));
     Ok(())
 }
 

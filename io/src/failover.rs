@@ -10,7 +10,7 @@ use aigw_core::config::Pool;
 use aigw_core::error::GatewayError;
 use aigw_core::http1::{BodyFraming, ResponseHead};
 use aigw_core::openai::ApiPath;
-use aigw_core::request::{upstream_request, COALESCE_MAX};
+use aigw_core::request::{upstream_request, UpstreamRequest, COALESCE_MAX};
 use bytes::BytesMut;
 
 use crate::health::{now_ms, unix_secs};
@@ -19,6 +19,9 @@ use crate::relay::{exchange_head, Sent, UpstreamError};
 use crate::server::Request;
 use crate::shard::{Shard, Snapshot};
 use crate::upstream::UpConn;
+
+mod single;
+pub use single::attempt_one;
 
 /// A response head obtained from one member, ready to relay.
 pub struct Won {
@@ -172,9 +175,7 @@ pub async fn attempt(
         let now = now_ms();
         match result {
             Ok((up, resp)) => {
-                let cap =
-                    u64::try_from(cfg.gateway.max_upstream_hint.as_millis()).unwrap_or(u64::MAX);
-                let hint = bench_hint_ms(&resp.headers, unix_secs(), cap);
+                let hint = upstream_hint(snap, &resp);
                 let cb = backend.circuit_breaker.as_ref();
                 state.record(
                     cb,
@@ -257,9 +258,6 @@ fn discard(shard: &Shard, snap: &Snapshot, mut won: Won) {
     }
 }
 
-/// One attempt at one backend: a pooled connection when one is idle, retried once on a fresh
-/// connection only if the pooled one, idle long enough to have been closed by the upstream's
-/// keep-alive timer, failed before any byte of an answer (see `UpConn::may_resend`).
 /// The bytes `ask` is sent to backend `bid` as.
 ///
 /// # Errors
@@ -275,6 +273,12 @@ fn build(snap: &Snapshot, bid: usize, ask: &Ask<'_>) -> Result<Sent, GatewayErro
         &ask.req.body,
         ask.request_id,
     )?;
+    Ok(sent(out, ask.req.head.is_method("HEAD")))
+}
+
+/// `out` as it is written: a small body behind the head (one write), a large one from its own
+/// `Bytes`, uncopied. `head_only`: a `HEAD` request, whose answer has no body.
+pub fn sent(out: UpstreamRequest, head_only: bool) -> Sent {
     let (mut head, body) = (out.head, out.body);
     let body = if body.len() <= COALESCE_MAX {
         head.extend_from_slice(&body);
@@ -282,13 +286,23 @@ fn build(snap: &Snapshot, bid: usize, ask: &Ask<'_>) -> Result<Sent, GatewayErro
     } else {
         body
     };
-    Ok(Sent {
+    Sent {
         head: head.freeze(),
         body,
-        head_only: ask.req.head.is_method("HEAD"),
-    })
+        head_only,
+    }
 }
 
+/// The upstream's `Retry-After` / `retry-after-ms` / `x-ratelimit-reset-*` hint in `resp`,
+/// capped at `max_upstream_hint`.
+fn upstream_hint(snap: &Snapshot, resp: &ResponseHead) -> Option<u64> {
+    let cap = u64::try_from(snap.cfg.gateway.max_upstream_hint.as_millis()).unwrap_or(u64::MAX);
+    bench_hint_ms(&resp.headers, unix_secs(), cap)
+}
+
+/// One attempt at one backend: a pooled connection when one is idle, retried once on a fresh
+/// connection only if the pooled one, idle long enough to have been closed by the upstream's
+/// keep-alive timer, failed before any byte of an answer (see `UpConn::may_resend`).
 async fn try_backend(
     shard: &Shard,
     snap: &Snapshot,

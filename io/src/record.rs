@@ -14,7 +14,8 @@ use serde_json::json;
 
 use crate::logsink::{rfc3339_ms, Sink};
 use crate::metrics::{
-    request_labels, Observed, F_CONSUMER_REQUESTS, F_REJECTIONS, F_REQUESTS, F_TOKENS,
+    request_labels, Observed, F_CONSUMER_REQUESTS, F_REJECTIONS, F_REQUESTS, F_ROUTE_REQUESTS,
+    F_TOKENS,
 };
 use crate::shard::{Shard, Snapshot};
 
@@ -41,8 +42,10 @@ impl Sinks {
 pub struct Record {
     /// The id sent upstream and back.
     pub request_id: String,
-    /// The operation, e.g. `chat/completions`.
+    /// The operation, e.g. `chat/completions`, or `route:NAME` for a `[routes.NAME]` request.
     pub operation: String,
+    /// The `[routes.NAME]` (index into the config) of a route's request.
+    pub route: Option<aigw_core::config::RouteId>,
     /// The model asked for.
     pub model: String,
     /// Who called, once the key was checked (`None`: refused before, or never identified).
@@ -107,6 +110,9 @@ pub fn finish(
     if !consumer.is_empty() {
         m.add(F_CONSUMER_REQUESTS, &[consumer, status], 1);
     }
+    if let Some(route) = rec.route.and_then(|i| cfg.routes.get(i)) {
+        m.add(F_ROUTE_REQUESTS, &[&route.name, status], 1);
+    }
     if let Some(reason) = rec.rejected {
         m.add(F_REJECTIONS, &[consumer, reason], 1);
     }
@@ -170,6 +176,8 @@ pub fn finish(
             "client_ip": ip,
             "method": log_field(&method, MAX_LOG_FIELD_BYTES),
             "path": log_field(req.head.path(), MAX_LOG_PATH_BYTES),
+            // The LLM operation (`chat/completions`) or `route:NAME`; "" for an unknown path.
+            "operation": log_field(&rec.operation, MAX_LOG_PATH_BYTES),
             "model": model,
             "backend": none_if_empty(backend),
             "status": rec.status,

@@ -18,6 +18,9 @@ mod policy_tests;
 mod policy_types;
 mod pool;
 mod raw;
+mod route;
+#[cfg(test)]
+mod route_tests;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -28,6 +31,7 @@ mod url;
 mod validate;
 
 pub use pool::MAX_MEMBERS;
+pub use route::{Route, RouteId};
 pub use types::*;
 
 use std::path::Path;

@@ -42,17 +42,7 @@ pub(super) fn pool(name: &str, p: &RawPool, ids: &HashMap<&str, BackendId>) -> R
                 "missing key \"backend\"",
             ));
         };
-        let Some(&backend) = ids.get(backend_name.as_str()) else {
-            let mut known: Vec<&str> = ids.keys().copied().collect();
-            known.sort_unstable();
-            return Err(invalid(
-                here("backend"),
-                format!(
-                    "unknown backend \"{backend_name}\" (defined: {})",
-                    known.join(", ")
-                ),
-            ));
-        };
+        let backend = backend_id(ids, backend_name, here("backend"))?;
         if members.iter().any(|m: &PoolMember| m.backend == backend) {
             return Err(invalid(
                 here("backend"),
@@ -98,6 +88,22 @@ pub(super) fn pool(name: &str, p: &RawPool, ids: &HashMap<&str, BackendId>) -> R
         retry_on,
         max_attempts,
         bench_for,
+    })
+}
+
+/// The id of the backend called `name`, or an error at `path` listing the defined ones.
+pub(super) fn backend_id(
+    ids: &HashMap<&str, BackendId>,
+    name: &str,
+    path: KeyPath,
+) -> Result<BackendId> {
+    ids.get(name).copied().ok_or_else(|| {
+        let mut known: Vec<&str> = ids.keys().copied().collect();
+        known.sort_unstable();
+        invalid(
+            path,
+            format!("unknown backend \"{name}\" (defined: {})", known.join(", ")),
+        )
     })
 }
 

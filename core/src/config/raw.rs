@@ -16,6 +16,7 @@ pub(crate) struct RawConfig {
     pub(crate) pools: Option<BTreeMap<String, RawPool>>,
     pub(crate) models: Option<BTreeMap<String, String>>,
     pub(crate) consumers: Option<BTreeMap<String, RawConsumer>>,
+    pub(crate) routes: Option<BTreeMap<String, RawRoute>>,
     pub(crate) token_limit: Option<RawTokenLimit>,
     pub(crate) metrics: Option<RawMetrics>,
     pub(crate) log: Option<RawLog>,
@@ -113,6 +114,16 @@ pub(crate) struct RawConsumer {
     pub(crate) tokens_per_minute: Option<u64>,
     pub(crate) token_quota: Option<RawQuota>,
     pub(crate) models: Option<Vec<String>>,
+}
+
+/// `[routes.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub(crate) prefix: Option<String>,
+    pub(crate) backend: Option<String>,
+    pub(crate) strip_prefix: Option<bool>,
+    pub(crate) consumers: Option<Vec<String>>,
 }
 
 /// `token_quota = { tokens = 1000000, period = "month" }`.

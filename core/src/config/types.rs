@@ -34,6 +34,9 @@ pub struct Config {
     pub models: ModelMap,
     /// `[consumers.NAME]`, sorted by name; empty means an open gateway (no key is asked for).
     pub consumers: Vec<Consumer>,
+    /// `[routes.NAME]`, sorted by name; [`RouteId`](super::RouteId) indexes this. No two
+    /// prefixes overlap.
+    pub routes: Vec<super::Route>,
     /// `[token_limit]`: the tokens-per-minute limit of callers without their own; `None` = no limit.
     pub token_limit: Option<TokenLimit>,
     /// `[metrics]`.

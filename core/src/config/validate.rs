@@ -10,6 +10,7 @@ use super::locate::{key_path, KeyPath};
 use super::policy::{consumers, log, metrics, token_limit};
 use super::pool::{models, pool, status_code};
 use super::raw::{RawConfig, RawDuration, RawGateway, RawMock};
+use super::route::routes;
 use super::tls::{cert_chain, path_value, private_key};
 use super::types::*;
 
@@ -83,6 +84,7 @@ impl TryFrom<RawConfig> for Config {
 
         let models = models(raw.models, &raw_pools)?;
         let consumers = consumers(raw.consumers)?;
+        let routes = routes(raw.routes, &backend_ids, &consumers)?;
         let token_limit = token_limit(raw.token_limit)?;
         let metrics = metrics(raw.metrics)?;
         let log = log(raw.log)?;
@@ -95,6 +97,7 @@ impl TryFrom<RawConfig> for Config {
             pools,
             models,
             consumers,
+            routes,
             token_limit,
             metrics,
             log,

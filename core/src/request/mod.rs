@@ -5,12 +5,19 @@
 
 mod affinity;
 mod names;
+mod routes;
+#[cfg(test)]
+mod routes_tests;
 mod upstream;
 
 use std::borrow::Cow;
 
 pub use affinity::{backend_tag, pick_backend, Affinity, MAX_RESPONSE_ID_BYTES};
 pub use names::{check_name, check_segment, is_plain_segment, NameError, MAX_NAME_BYTES};
+pub use routes::{
+    check_route_path, match_route, prefix_covers, route_request, route_target, RouteError,
+    GATEWAY_PATHS, STATUS_PATH,
+};
 pub use upstream::{upstream_request, UpstreamRequest, COALESCE_MAX};
 
 use crate::config::{Config, PoolId};

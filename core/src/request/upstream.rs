@@ -65,13 +65,24 @@ pub fn upstream_request(
         client_headers: &head.headers,
         identity_encoding: crate::openai::is_accounted(path.operation),
     };
-    // Room for a small body too: the caller sends head and small body in one write.
-    let mut out = BytesMut::with_capacity(512 + body.len().min(COALESCE_MAX));
-    // Every value the encoder checks but the backend's own (validated at load) came from the
-    // client, so a refusal is the client's error, never the backend's.
-    up.encode(&mut out)
-        .map_err(|e| GatewayError::BadRequest(format!("the request cannot be forwarded: {e}")))?;
-    Ok(UpstreamRequest { head: out, body })
+    UpstreamRequest::encode(&up, body)
+}
+
+impl UpstreamRequest {
+    /// `head` encoded, `body` to follow it.
+    ///
+    /// # Errors
+    /// 400 when the encoder refuses the head.
+    pub(super) fn encode(head: &UpstreamHead<'_>, body: Bytes) -> Result<Self, GatewayError> {
+        // Room for a small body too: the caller sends head and small body in one write.
+        let mut out = BytesMut::with_capacity(512 + body.len().min(COALESCE_MAX));
+        // Every value the encoder checks but the backend's own (validated at load) came from the
+        // client, so a refusal is the client's error, never the backend's.
+        head.encode(&mut out).map_err(|e| {
+            GatewayError::BadRequest(format!("the request cannot be forwarded: {e}"))
+        })?;
+        Ok(UpstreamRequest { head: out, body })
+    }
 }
 
 /// `body` (a JSON object) with `"model": model` as its first member; `None` when the body is not

@@ -66,6 +66,13 @@ pub const CONSUMER_REQUESTS: Family = Family {
     labels: &["consumer", "status"],
 };
 
+/// Requests of `[routes.NAME]` (non-LLM APIs), also counted in [`REQUESTS`] under an empty model.
+pub const ROUTE_REQUESTS: Family = Family {
+    name: "aigw_route_requests_total",
+    help: "Requests to the routes (non-LLM APIs behind the gateway), by route and status.",
+    labels: &["route", "status"],
+};
+
 /// All counter families, indexed by position (the `family` argument of [`LocalMetrics::add`]).
 pub const FAMILIES: &[&Family] = &[
     &REQUESTS,
@@ -73,6 +80,7 @@ pub const FAMILIES: &[&Family] = &[
     &TOKENS,
     &REJECTIONS,
     &CONSUMER_REQUESTS,
+    &ROUTE_REQUESTS,
 ];
 /// Index of [`TOKENS`] in [`FAMILIES`].
 pub const F_TOKENS: usize = 2;
@@ -84,6 +92,8 @@ pub const F_CONSUMER_REQUESTS: usize = 4;
 pub const F_REQUESTS: usize = 0;
 /// Index of [`RETRIES`] in [`FAMILIES`].
 pub const F_RETRIES: usize = 1;
+/// Index of [`ROUTE_REQUESTS`] in [`FAMILIES`].
+pub const F_ROUTE_REQUESTS: usize = 5;
 
 /// Add without a locked instruction: only the owning worker ever writes this value. Saturating: a
 /// counter must never wrap and appear to go backwards.

@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use aigw_core::config::PoolId;
+use aigw_core::config::{PoolId, RouteId};
 use aigw_core::error::GatewayError;
 use aigw_core::openai::{classify, ApiPath};
-use aigw_core::request::Inspected;
+use aigw_core::request::{match_route, Inspected};
 
 use crate::admission::{Admission, RateHeaders};
+use crate::failover::{Tried, Won};
 use crate::record::Record;
 use crate::server::Request;
 use crate::shard::{Shard, Snapshot};
@@ -21,8 +22,10 @@ pub struct RequestCtx<'r> {
     pub shard: &'r Shard,
     /// The request.
     pub req: &'r Request,
-    /// The classified path (`on_head` refused the request if it had none).
+    /// The classified path (`on_head` refused the request if it had none, or it is a route's).
     pub path: Option<ApiPath<'r>>,
+    /// The `[routes.NAME]` the path belongs to, when it is not an LLM call.
+    pub route: Option<RouteId>,
     /// What the body asks for (`on_body`).
     pub body: Option<Inspected<'r>>,
     /// The pool serving it (`route`).
@@ -48,10 +51,22 @@ impl<'r> RequestCtx<'r> {
     /// A context for `req` under `snap`.
     pub fn new(snap: &'r Snapshot, req: &'r Request, shard: &'r Shard) -> Self {
         let target = std::str::from_utf8(&req.head.target).unwrap_or("");
-        let path = classify(target).ok();
+        let routes = &snap.cfg.routes;
+        let route = match_route(routes, req.head.path());
+        let path = if route.is_some() {
+            None
+        } else {
+            classify(target).ok()
+        };
+        let operation = match (route, path) {
+            (Some(id), _) => format!("route:{}", routes[id].name),
+            (None, Some(p)) => p.operation.to_string(),
+            (None, None) => String::new(),
+        };
         let rec = Record {
             request_id: request_id(req, shard),
-            operation: path.map(|p| p.operation.to_string()).unwrap_or_default(),
+            operation,
+            route,
             ..Record::default()
         };
         RequestCtx {
@@ -59,6 +74,7 @@ impl<'r> RequestCtx<'r> {
             shard,
             req,
             path,
+            route,
             body: None,
             pool: None,
             pin: None,
@@ -97,6 +113,24 @@ impl<'r> RequestCtx<'r> {
     /// Add time spent waiting on upstreams.
     pub fn waited(&mut self, d: Duration) {
         self.rec.upstream_wait += d;
+    }
+
+    /// Note the attempts made at backends (`wait` spent waiting on them), answered or not.
+    pub fn attempted(&mut self, wait: Duration, tried: Tried) {
+        self.waited(wait);
+        self.rec.backend = tried.backend;
+        self.rec.attempts = tried.attempts;
+    }
+
+    /// Note the backend response about to be relayed.
+    pub fn answered(&mut self, won: &Won) {
+        self.rec.backend = Some(won.backend);
+        self.rec.attempts = won.attempts;
+        self.rec.status = won.resp.status;
+        self.rec.region = won
+            .resp
+            .header("x-ms-region")
+            .map(|v| String::from_utf8_lossy(v).into_owned());
     }
 }
 

@@ -5,6 +5,10 @@
 //! (token limits and quotas) → `upstream_request` (per attempt, in `forward`) → `response_head` →
 //! `response_body` (relay with the usage tap) → `complete` (settle, count, log).
 //!
+//! A request for a `[routes.NAME]` prefix is identified on its head the same way, then leaves
+//! the LLM phases: `relay_route` forwards it to the route's backend and relays the answer, and
+//! `complete` counts and logs it (nothing to settle).
+//!
 //! Every phase but the forwarding and relaying ones is synchronous: decisions never await. A
 //! phase that refuses returns a [`GatewayError`], answered at the edge in one OpenAI shape.
 
@@ -14,6 +18,7 @@ mod ctx;
 mod forward;
 mod identity;
 mod inspect;
+mod relay_route;
 mod respond;
 mod short_circuit;
 mod stored;
@@ -147,8 +152,15 @@ async fn run<S: ClientIo>(
         HeadOutcome::Proceed(id) => id,
         HeadOutcome::Status => return Ok(short_circuit::status(ctx, conn).await),
         HeadOutcome::Refuse(e) => return Err(e),
+        HeadOutcome::RefuseKnown(id, e) => {
+            ctx.rec.identity = Some(id);
+            return Err(e);
+        }
     };
     ctx.rec.identity = Some(identity);
+    if ctx.route.is_some() {
+        return relay_route::run(ctx, conn).await;
+    }
     inspect::on_body(ctx)?;
     inspect::route(ctx)?;
     match short_circuit::decide(ctx)? {

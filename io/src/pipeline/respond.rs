@@ -173,19 +173,44 @@ async fn send_whole<S: AsyncReadRent + AsyncWriteRent>(
 /// Relay the body as it arrives (the tap reads it on the way), then charge it.
 async fn relay<S: AsyncReadRent + AsyncWriteRent>(
     ctx: &mut RequestCtx<'_>,
-    mut won: Won,
+    won: Won,
     mut tap: UsageTap,
     sse: bool,
     mut wait: Duration,
     conn: &mut Conn<S>,
 ) -> bool {
+    let ok = (200..300).contains(&won.resp.status);
+    let mut first: Option<Instant> = None;
+    let keep = relay_plain(ctx, won, conn, &mut wait, |d| {
+        first.get_or_insert_with(Instant::now);
+        tap.feed(d);
+    })
+    .await;
+    ctx.waited(wait);
+    if sse {
+        ctx.rec.ttft = first.map(|t| t.duration_since(ctx.req.started));
+    }
+    account(ctx, tap.finish(), ok);
+    keep
+}
+
+/// Write the client's head for `won` (its headers, the request id, `x-aigw-*`, and the caller's
+/// rate-limit headers as `ctx` holds them, in place of the backend's of those names), then the
+/// body as it arrives, each piece shown to `on_data`; the upstream connection goes back to the
+/// pool when the body ended cleanly. Returns whether the client connection may carry another
+/// request. The LLM path and `[routes]` share it.
+pub(super) async fn relay_plain<S: AsyncReadRent + AsyncWriteRent>(
+    ctx: &RequestCtx<'_>,
+    mut won: Won,
+    conn: &mut Conn<S>,
+    wait: &mut Duration,
+    on_data: impl FnMut(&[u8]),
+) -> bool {
     let snap = ctx.snap;
     let g = &snap.cfg.gateway;
-    let req = ctx.req;
     // An HTTP/1.0 client cannot read chunked framing: it gets the data, ended by a close.
-    let dechunk = req.head.version_minor == 0 && won.resp.framing == BodyFraming::Chunked;
+    let dechunk = ctx.req.head.version_minor == 0 && won.resp.framing == BodyFraming::Chunked;
     let head_out = head_for(ctx, &won, dechunk);
-    let mut first: Option<Instant> = None;
     let end = relay_body(
         conn,
         &mut won.up,
@@ -195,18 +220,10 @@ async fn relay<S: AsyncReadRent + AsyncWriteRent>(
             timeout: g.upstream_timeout,
             dechunk,
         },
-        &mut wait,
-        |d| {
-            first.get_or_insert_with(Instant::now);
-            tap.feed(d);
-        },
+        wait,
+        on_data,
     )
     .await;
-    ctx.waited(wait);
-    if sse {
-        ctx.rec.ttft = first.map(|t| t.duration_since(req.started));
-    }
-    account(ctx, tap.finish(), (200..300).contains(&won.resp.status));
     match end {
         RelayEnd::Complete {
             reusable,
