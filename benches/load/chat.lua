@@ -16,6 +16,11 @@ wrk.path = "/v1/chat/completions"
 wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json"
+-- run.sh's full-chain row (d) calls as a consumer.
+local key = os.getenv("AIGW_KEY")
+if key ~= nil and key ~= "" then
+  wrk.headers["api-key"] = key
+end
 
 local function ms(us)
   return string.format("%.3f", us / 1000.0)

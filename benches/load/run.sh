@@ -19,6 +19,9 @@
 #   STARTUP_TIMEOUT [20] seconds to wait for a server to come up
 #   OUT_DIR [benches/load/out]  where results.md and the logs go
 #   KEEP_TMP [0]        1 = keep the generated nginx prefix dir for inspection
+#   FULL [1]            also measure (d): aigw with the full policy chain (a consumer key, a token
+#                       limit with prompt estimation, token metrics by three dimensions, the
+#                       access log to a file); 0 = skip
 #
 # stdout carries only the markdown report (also written to $OUT_DIR/results.md);
 # progress goes to stderr. Exit status: 0 = all three rows measured, 3 = the
@@ -41,6 +44,9 @@ LOADGEN_CPU=${LOADGEN_CPU:-1}
 STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-20}
 OUT_DIR=${OUT_DIR:-$HERE/out}
 KEEP_TMP=${KEEP_TMP:-0}
+FULL=${FULL:-1}
+# The consumer key of row (d), sent by chat.lua when set.
+FULL_KEY=bench-consumer-key
 
 UPSTREAM_PORT=18081
 PROXY_PORT=18082
@@ -266,7 +272,7 @@ wait_post_ok() {
 preflight() {
     local name=$1 url=$2 hdr=$OUT_DIR/preflight-$1.headers body=$OUT_DIR/preflight-$1.body code
     code=$(curl -s -D "$hdr" -o "$body" -w '%{http_code}' --max-time 5 \
-        -H 'content-type: application/json' --data "$REQ_BODY" "$url" || true)
+        -H 'content-type: application/json' ${AIGW_KEY:+-H "api-key: $AIGW_KEY"} --data "$REQ_BODY" "$url" || true)
     if [[ $code != 200 ]]; then
         log "$name preflight: HTTP ${code:-none} (body: $(head -c 300 "$body" 2>/dev/null || true))"
         return 1
@@ -403,6 +409,43 @@ if [[ $AIGW_OK = 1 ]]; then
 fi
 [[ $AIGW_OK = 1 ]] || log "aigw row: $AIGW_WHY"
 
+# ------------------------------------------------------------------------ (d)
+FULL_OK=0
+if [[ $FULL = 1 && $AIGW_OK = 1 ]]; then
+    stop_pid "$AIGW_PID"
+    sleep 1
+    cat "$AIGW_CONFIG" >"$TMP/aigw-full.toml"
+    cat >>"$TMP/aigw-full.toml" <<EOF
+
+[consumers.bench]
+keys = ["$FULL_KEY"]
+
+[token_limit]
+tokens_per_minute = 1000000000
+counter = "consumer"
+estimate_prompt_tokens = true
+
+[metrics]
+dimensions = ["consumer", "model", "backend"]
+
+[log]
+access = "$TMP/access.log"
+EOF
+    rc=0; start_aigw "$TMP/aigw-full.toml" || rc=$?
+    if [[ $rc = 0 ]]; then
+        FULL_PID=$AIGW_PID
+        export AIGW_KEY=$FULL_KEY
+        if preflight aigw-full "http://127.0.0.1:$AIGW_PORT$CHAT_PATH" \
+            && run_wrk aigw-full "http://127.0.0.1:$AIGW_PORT$CHAT_PATH" "$FULL_PID"; then
+            FULL_OK=1
+            FULL_LINES=$(wc -l <"$TMP/access.log" 2>/dev/null || echo 0)
+        fi
+        unset AIGW_KEY
+    else
+        NOTE[aigw-full]="aigw did not start with the full-chain config (see out/aigw.log)"
+    fi
+fi
+
 # ------------------------------------------------------------------- report
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }'; }
 NGINX_VER=$("$NGINX" -v 2>&1 | sed 's/^nginx version: nginx\///' || true)
@@ -441,6 +484,7 @@ row() { # row KEY LABEL
     row upstream "(a) nginx upstream, direct"
     row nginx-proxy "(b) nginx \`proxy_pass\`, keepalive, 1 worker"
     row aigw "(c) aigw, 1 worker"
+    [[ $FULL = 1 ]] && row aigw-full "(d) aigw, 1 worker, full policy chain"
     echo
     if [[ $AIGW_OK = 1 && -n ${RPS[aigw]:-} ]]; then
         echo "| aigw / nginx proxy | ratio |"
@@ -448,6 +492,12 @@ row() { # row KEY LABEL
         echo "| throughput (req/s) | $(ratio "${RPS[aigw]}" "${RPS[nginx-proxy]}") |"
         echo "| p99 latency | $(ratio "${P99[aigw]}" "${P99[nginx-proxy]}") |"
         echo "| proxy CPU per request | $(ratio "${CPU_US[aigw]:-0}" "${CPU_US[nginx-proxy]:-0}") |"
+        if [[ $FULL_OK = 1 ]]; then
+            echo "| full chain: throughput (req/s) | $(ratio "${RPS[aigw-full]}" "${RPS[nginx-proxy]}") |"
+            echo "| full chain: proxy CPU per request | $(ratio "${CPU_US[aigw-full]:-0}" "${CPU_US[nginx-proxy]:-0}") |"
+            echo
+            echo "Full chain: a consumer key, a token limit with prompt estimation, token metrics by consumer, model and backend, the access log to a file ($FULL_LINES lines written)."
+        fi
         echo
         echo "aigw idle RSS (VmRSS after start, before load): **$(kib_to_mib "$AIGW_RSS_IDLE")**" \
             "(threads: ${AIGW_THREADS:-?}); after the run: $(kib_to_mib "$AIGW_RSS_AFTER"), peak VmHWM $(kib_to_mib "$AIGW_HWM")"
@@ -458,7 +508,7 @@ row() { # row KEY LABEL
             echo "aigw idle RSS (VmRSS after start, before load): **$(kib_to_mib "$AIGW_RSS_IDLE")** (threads: ${AIGW_THREADS:-?})"
         fi
     fi
-    for k in upstream nginx-proxy aigw; do
+    for k in upstream nginx-proxy aigw aigw-full; do
         [[ -n ${NOTE[$k]:-} ]] && echo && echo "Note ($k): ${NOTE[$k]}"
     done
     true

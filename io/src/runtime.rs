@@ -53,6 +53,89 @@ impl DriverKind {
     }
 }
 
+/// io_uring setup flags (`AIGW_URING_SETUP`, a comma list), for measuring what each buys; see
+/// BENCHMARKS.md for the runs that chose the default. Every ring is created and used by its one
+/// worker thread, which `single_issuer` and `defer_taskrun` require.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UringSetup {
+    /// `IORING_SETUP_SINGLE_ISSUER`.
+    pub single_issuer: bool,
+    /// `IORING_SETUP_COOP_TASKRUN`: no interrupt to run completion work.
+    pub coop_taskrun: bool,
+    /// `IORING_SETUP_DEFER_TASKRUN` (implies `single_issuer`): completion work runs only when
+    /// the worker waits for events.
+    pub defer_taskrun: bool,
+    /// `IORING_SETUP_TASKRUN_FLAG`.
+    pub taskrun_flag: bool,
+}
+
+impl UringSetup {
+    /// The flags aigw runs with when `AIGW_URING_SETUP` is unset.
+    pub const DEFAULT: UringSetup = UringSetup {
+        single_issuer: false,
+        coop_taskrun: false,
+        defer_taskrun: false,
+        taskrun_flag: false,
+    };
+
+    /// `AIGW_URING_SETUP` (`none`, or a comma list of `single_issuer`, `coop_taskrun`,
+    /// `defer_taskrun`, `taskrun_flag`), else [`UringSetup::DEFAULT`].
+    ///
+    /// # Errors
+    /// A name that is not a flag.
+    pub fn from_env() -> Result<UringSetup, String> {
+        match std::env::var("AIGW_URING_SETUP") {
+            Ok(v) => Self::parse(&v),
+            Err(_) => Ok(Self::DEFAULT),
+        }
+    }
+
+    /// Parse a comma list of flag names (`none` or empty: no flags).
+    ///
+    /// # Errors
+    /// A name that is not a flag.
+    pub fn parse(list: &str) -> Result<UringSetup, String> {
+        let mut s = UringSetup::default();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "none" => {}
+                "single_issuer" => s.single_issuer = true,
+                "coop_taskrun" => s.coop_taskrun = true,
+                "defer_taskrun" => {
+                    s.defer_taskrun = true;
+                    s.single_issuer = true;
+                }
+                "taskrun_flag" => s.taskrun_flag = true,
+                other => {
+                    return Err(format!(
+                        "AIGW_URING_SETUP: unknown flag {:?} (expected none, single_issuer, \
+                         coop_taskrun, defer_taskrun, taskrun_flag)",
+                        other.escape_debug().to_string()
+                    ))
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    fn builder(self) -> io_uring::Builder {
+        let mut b = io_uring::IoUring::builder();
+        if self.single_issuer {
+            b.setup_single_issuer();
+        }
+        if self.coop_taskrun {
+            b.setup_coop_taskrun();
+        }
+        if self.defer_taskrun {
+            b.setup_defer_taskrun();
+        }
+        if self.taskrun_flag {
+            b.setup_taskrun_flag();
+        }
+        b
+    }
+}
+
 /// Run `make()`'s future to completion on a fresh runtime of `kind` on the current thread.
 ///
 /// # Errors
@@ -64,9 +147,11 @@ where
 {
     match kind {
         DriverKind::Uring => {
+            let flags = UringSetup::from_env().map_err(io::Error::other)?;
             // 1024 entries keeps the locked memory of a ring well under the usual 8 MiB memlock limit.
             let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
                 .with_entries(1024)
+                .uring_builder(flags.builder())
                 .enable_timer()
                 .build()?;
             Ok(rt.block_on(make()))
@@ -82,7 +167,16 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::DriverKind;
+    use super::{DriverKind, UringSetup};
+
+    #[test]
+    fn uring_setup_flags_parse() {
+        assert_eq!(UringSetup::parse(""), Ok(UringSetup::default()));
+        assert_eq!(UringSetup::parse("none"), Ok(UringSetup::default()));
+        let s = UringSetup::parse("coop_taskrun, defer_taskrun").unwrap();
+        assert!(s.coop_taskrun && s.defer_taskrun && s.single_issuer && !s.taskrun_flag);
+        assert!(UringSetup::parse("sqpoll").unwrap_err().contains("sqpoll"));
+    }
 
     #[test]
     fn the_driver_is_what_was_asked_or_an_error() {
