@@ -19,6 +19,8 @@
 #   STARTUP_TIMEOUT [20] seconds to wait for a server to come up
 #   OUT_DIR [benches/load/out]  where results.md and the logs go
 #   KEEP_TMP [0]        1 = keep the generated nginx prefix dir for inspection
+#   SYSCALLS [1]        count the proxy's system calls during each measured run (perf stat on the
+#                       raw_syscalls:sys_enter tracepoint; skipped when perf cannot); 0 = off
 #   FULL [1]            also measure (d): aigw with the full policy chain (a consumer key, a token
 #                       limit with prompt estimation, token metrics by three dimensions, the
 #                       access log to a file); 0 = skip
@@ -45,6 +47,7 @@ STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-20}
 OUT_DIR=${OUT_DIR:-$HERE/out}
 KEEP_TMP=${KEEP_TMP:-0}
 FULL=${FULL:-1}
+SYSCALLS=${SYSCALLS:-1}
 # The consumer key of row (d), sent by chat.lua when set.
 FULL_KEY=bench-consumer-key
 
@@ -283,7 +286,7 @@ preflight() {
 }
 
 # ----------------------------------------------------------------- wrk runs
-declare -A RPS P50 P99 ERRS NOTE CPU_US
+declare -A RPS P50 P99 ERRS NOTE CPU_US SYS_PER
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { # cpu_ticks PID -> utime+stime of PID and its direct children (nginx workers), all threads
     local total=0 p
@@ -301,8 +304,21 @@ run_wrk() { # run_wrk KEY URL [PID]: PID's CPU time over the measured run is rep
     fi
     log "$key: wrk -t$THREADS -c$CONNECTIONS -d$DURATION $url"
     [[ -n $pid ]] && t0=$(cpu_ticks "$pid")
+    local perf_pid="" perf_out=$OUT_DIR/syscalls-$key.txt
+    if [[ -n $pid && $SYSCALLS = 1 ]] && command -v perf >/dev/null 2>&1; then
+        # Every thread of the proxy and its direct children (nginx's worker).
+        local pids; pids=$(printf '%s\n' "$pid" $(pgrep -P "$pid" 2>/dev/null || true) | paste -sd, -)
+        perf stat -x, -e raw_syscalls:sys_enter -o "$perf_out" -p "$pids" >/dev/null 2>&1 &
+        perf_pid=$!
+        sleep 0.2
+    fi
     if ! fg_run timeout $((DURATION_S + 60)) "${LOADGEN_PFX[@]}" "${wrk_cmd[@]}" -d"$DURATION" --latency "$url" >"$out" 2>&1; then
+        [[ -n $perf_pid ]] && kill -INT "$perf_pid" 2>/dev/null
         NOTE[$key]="wrk failed (see out/wrk-$key.txt)"; log "$key: ${NOTE[$key]}"; return 1
+    fi
+    if [[ -n $perf_pid ]]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
     fi
     line=$(grep '^WRK_RESULT' "$out" || true)
     [[ -n $line ]] || { NOTE[$key]="no WRK_RESULT line (see out/wrk-$key.txt)"; log "$key: ${NOTE[$key]}"; return 1; }
@@ -312,6 +328,10 @@ run_wrk() { # run_wrk KEY URL [PID]: PID's CPU time over the measured run is rep
         # CPU time per request is what the proxy itself costs, whoever the bottleneck of the run is.
         CPU_US[$key]=$(awk -v d="$(($(cpu_ticks "$pid") - t0))" -v hz="$CLK_TCK" -v n="$(field requests)" \
             'BEGIN { if (n > 0) printf "%.1f", d * 1e6 / hz / n; else print "n/a" }')
+    fi
+    if [[ -n $perf_pid ]]; then
+        # The count covers the measured run (plus perf's 0.2 s head start, idle): per request.
+        SYS_PER[$key]=$(awk -F, -v n="$(field requests)" '/raw_syscalls:sys_enter/ { c = $1 } END { if (n > 0 && c != "") printf "%.2f", c / n; else print "n/a" }' "$perf_out" 2>/dev/null || echo n/a)
     fi
     local sock=$(($(field err_connect) + $(field err_read) + $(field err_write) + $(field err_timeout)))
     local st; st=$(field err_status)
@@ -448,6 +468,10 @@ fi
 
 # ------------------------------------------------------------------- report
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }'; }
+added_us() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "") printf "%.0f µs", (a - b) * 1000; else print "n/a" }'; }
+# added KEY: what the proxy adds to the direct path's latency (meaningful at CONNECTIONS=1,
+# where no request waits behind another).
+added() { echo "| $2 | $(added_us "${P50[$1]:-}" "${P50[upstream]:-}") | $(added_us "${P99[$1]:-}" "${P99[upstream]:-}") |"; }
 NGINX_VER=$("$NGINX" -v 2>&1 | sed 's/^nginx version: nginx\///' || true)
 WRK_VER=$(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }' || true)
 GIT_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
@@ -461,9 +485,9 @@ fi
 row() { # row KEY LABEL
     local key=$1 label=$2
     if [[ -n ${RPS[$key]:-} ]]; then
-        printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "${RPS[$key]}" "${P50[$key]}" "${P99[$key]}" "${CPU_US[$key]:-—}" "${ERRS[$key]}"
+        printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$label" "${RPS[$key]}" "${P50[$key]}" "${P99[$key]}" "${CPU_US[$key]:-—}" "${SYS_PER[$key]:-—}" "${ERRS[$key]}"
     else
-        printf '| %s | — | — | — | — | not run |\n' "$label"
+        printf '| %s | — | — | — | — | — | not run |\n' "$label"
     fi
 }
 
@@ -479,8 +503,8 @@ row() { # row KEY LABEL
         echo "- aigw: 1 worker, \`RUST_LOG=warn\`, config $AIGW_CONF_USED; its threads may run on CPUs: ${AFF:-unknown}"
     fi
     echo
-    echo "| target | req/s | p50 (ms) | p99 (ms) | proxy CPU µs/req | errors (socket / HTTP≥400) |"
-    echo "|---|---:|---:|---:|---:|---:|"
+    echo "| target | req/s | p50 (ms) | p99 (ms) | proxy CPU µs/req | proxy syscalls/req | errors (socket / HTTP≥400) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
     row upstream "(a) nginx upstream, direct"
     row nginx-proxy "(b) nginx \`proxy_pass\`, keepalive, 1 worker"
     row aigw "(c) aigw, 1 worker"
@@ -508,6 +532,12 @@ row() { # row KEY LABEL
             echo "aigw idle RSS (VmRSS after start, before load): **$(kib_to_mib "$AIGW_RSS_IDLE")** (threads: ${AIGW_THREADS:-?})"
         fi
     fi
+    echo
+    echo "| latency added over (a) | p50 | p99 |"
+    echo "|---|---:|---:|"
+    added nginx-proxy "(b) nginx proxy_pass"
+    [[ -n ${P50[aigw]:-} ]] && added aigw "(c) aigw"
+    [[ -n ${P50[aigw-full]:-} ]] && added aigw-full "(d) aigw, full chain"
     for k in upstream nginx-proxy aigw aigw-full; do
         [[ -n ${NOTE[$k]:-} ]] && echo && echo "Note ($k): ${NOTE[$k]}"
     done
