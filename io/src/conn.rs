@@ -16,8 +16,13 @@ const SHRINK_ABOVE: usize = 4 * READ_CHUNK;
 
 /// Replace a buffer that grew past [`SHRINK_ABOVE`] by a fresh [`READ_CHUNK`] one holding the
 /// same bytes (when they fit).
+///
+/// `capacity()` counts only the room behind bytes already split off: a buffer grown for a large
+/// body that was handed on as `Bytes` reports little, yet holds the whole allocation once that
+/// body is dropped. Asking for the room back (which moves nothing but the few bytes kept) finds
+/// it.
 fn shrink(buf: &mut BytesMut) {
-    if buf.capacity() > SHRINK_ABOVE && buf.len() <= READ_CHUNK {
+    if buf.len() <= READ_CHUNK && (buf.capacity() > SHRINK_ABOVE || buf.try_reclaim(SHRINK_ABOVE)) {
         let mut fresh = BytesMut::with_capacity(READ_CHUNK);
         fresh.extend_from_slice(buf);
         *buf = fresh;
@@ -56,7 +61,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
     }
 
     /// Give back a buffer that grew for a large body once the request is done, so an idle
-    /// keep-alive connection holds [`READ_CHUNK`] at most (bytes already read are kept).
+    /// keep-alive connection (client, or upstream going back to its pool) holds [`READ_CHUNK`]
+    /// at most (bytes already read are kept).
     pub fn shrink(&mut self) {
         shrink(&mut self.buf);
     }
@@ -107,6 +113,26 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A buffer grown for a large body that was then split off (handed on as `Bytes`, as a
+    /// request body or a response read whole is) reports only the capacity left behind the body,
+    /// yet still holds the whole allocation once the body is dropped: an idle connection must
+    /// not keep it.
+    #[test]
+    fn a_buffer_whose_large_body_was_split_off_shrinks() {
+        let n = 2 << 20;
+        let mut buf = BytesMut::with_capacity(n + READ_CHUNK / 4);
+        buf.extend_from_slice(&vec![b'x'; n]);
+        let body = buf.split_to(n).freeze();
+        assert!(buf.capacity() <= READ_CHUNK, "only the slack is reported");
+        drop(body);
+        shrink(&mut buf);
+        assert!(
+            !buf.try_reclaim(SHRINK_ABOVE),
+            "the idle buffer still holds the body's allocation"
+        );
+        assert!(buf.is_empty());
+    }
 
     #[test]
     fn a_grown_buffer_shrinks_and_keeps_its_bytes() {

@@ -244,6 +244,9 @@ impl UpstreamPools {
             return; // leftover bytes mean the framing is off, or a TLS operation was cut: never reuse.
         }
         conn.idle_since = Instant::now();
+        // A buffer that grew for a large answer (read whole first, or relayed after being
+        // scanned) is not kept idle, one per pooled connection.
+        conn.conn.shrink();
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(key.to_string()).or_default();
         if list.len() < max_idle {

@@ -7,7 +7,9 @@
 //! answer. A `Content-Length` body read whole is the upstream read buffer's own bytes, sent as
 //! they are: room for the rest of it is reserved once, so at most the bytes that came with the
 //! head are moved (once), never the body as it grows. A chunked one is its chunks' data, copied
-//! out of their framing, as relaying would re-frame it.
+//! out of their framing, as relaying would re-frame it. Either way the connection is left a
+//! buffer of its own, of normal size, once a large body is taken: it goes back to the pool, and
+//! must not keep the body's allocation alive there.
 
 use std::time::{Duration, Instant};
 
@@ -74,7 +76,13 @@ impl WholeReader {
             BodyFraming::UntilClose => Step::Relay,
             BodyFraming::Length(n) => match usize::try_from(n) {
                 Ok(n) if n > self.cap => Step::Relay,
-                Ok(n) if buf.len() >= n => Step::Done(buf.split_to(n).freeze()),
+                Ok(n) if buf.len() >= n => {
+                    let body = buf.split_to(n).freeze();
+                    if n > READ_CHUNK {
+                        own_buffer(buf);
+                    }
+                    Step::Done(body)
+                }
                 Ok(_) => Step::More,
                 Err(_) => Step::Relay,
             },
@@ -89,6 +97,9 @@ impl WholeReader {
                 self.scanned += p.consumed;
                 if p.done {
                     buf.advance(self.scanned);
+                    if self.scanned > READ_CHUNK {
+                        own_buffer(buf);
+                    }
                     Step::Done(std::mem::take(&mut self.data).freeze())
                 } else if self.scanned > self.cap {
                     Step::Relay
@@ -98,6 +109,14 @@ impl WholeReader {
             }
         }
     }
+}
+
+/// Give `buf` (what follows a large body read whole, normally nothing) a fresh allocation of
+/// normal size, so it no longer shares or holds the one grown for the body.
+fn own_buffer(buf: &mut BytesMut) {
+    let mut fresh = BytesMut::with_capacity(READ_CHUNK.max(buf.len()));
+    fresh.extend_from_slice(buf);
+    *buf = fresh;
 }
 
 /// Read the body of a response with `framing` from `up` whole, when it is at most `cap` bytes.
@@ -162,6 +181,42 @@ mod tests {
             Step::Relay
         );
         assert_eq!(buf.len(), 10);
+    }
+
+    /// A body read whole into a buffer grown for it leaves the connection a buffer of normal
+    /// size: the connection goes back to the pool, and would otherwise pin the body's allocation
+    /// (up to the 4 MiB cap) for as long as it lives, one per pooled connection.
+    #[test]
+    fn a_large_body_leaves_the_connection_a_small_buffer() {
+        let n = 2 << 20;
+        let mut buf = BytesMut::with_capacity(n + READ_CHUNK / 4);
+        buf.extend_from_slice(&vec![b'x'; n]);
+        let Step::Done(body) =
+            WholeReader::new(BodyFraming::Length(n as u64), 4 << 20).step(&mut buf)
+        else {
+            panic!("not done")
+        };
+        assert_eq!(body.len(), n);
+        drop(body);
+        assert!(
+            !buf.try_reclaim(4 * READ_CHUNK),
+            "the pooled connection's buffer still holds the body's allocation"
+        );
+        // Chunked: the framing was scanned in place, in a buffer grown for it.
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        for _ in 0..64 {
+            buf.extend_from_slice(b"8000\r\n");
+            buf.extend_from_slice(&vec![b'y'; 0x8000]);
+            buf.extend_from_slice(b"\r\n");
+        }
+        buf.extend_from_slice(b"0\r\n\r\n");
+        let mut r = WholeReader::new(BodyFraming::Chunked, 4 << 20);
+        assert!(matches!(r.step(&mut buf), Step::Done(b) if b.len() == 64 * 0x8000));
+        assert!(buf.is_empty());
+        assert!(
+            !buf.try_reclaim(4 * READ_CHUNK),
+            "the pooled connection's buffer still holds the chunked body's framing allocation"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod tests;
 
 pub use compress::{encode, FORCE_HEADER};
 pub use embed::{cosine, embed, DEFAULT_DIMENSIONS};
-pub use shared::{MockShared, RECENT_BODY_LIMIT, RECENT_CAPACITY, STORED_CAPACITY};
+pub use shared::{MockShared, RECENT_BODY_LIMIT, RECENT_CAPACITY, STORED_BYTES, STORED_CAPACITY};
 pub use warts::{encode_odd_chunked, Warts};
 
 use bytes::Bytes;

@@ -40,12 +40,24 @@ pub(crate) enum Op {
     Other = 5,
 }
 
+/// Most bytes of Responses API objects a mock keeps (each holds its request's input, and a
+/// request may be as large as the mock's body limit): the oldest are forgotten first, and the
+/// latest is always kept, alone if it is larger.
+pub const STORED_BYTES: usize = 64 * 1024 * 1024;
+
 /// A stored Responses API object.
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
     pub(crate) id: String,
     pub(crate) response: Bytes,
     pub(crate) input_items: Bytes,
+}
+
+impl Stored {
+    /// The bytes it holds.
+    fn bytes(&self) -> usize {
+        self.id.len() + self.response.len() + self.input_items.len()
+    }
 }
 
 /// One request as the mock saw it.
@@ -91,11 +103,15 @@ impl MockShared {
         &self.nonce
     }
 
-    /// Keep a Responses API object, forgetting the oldest past [`STORED_CAPACITY`].
+    /// Keep a Responses API object, forgetting the oldest past [`STORED_CAPACITY`] objects or
+    /// [`STORED_BYTES`] bytes.
     pub(crate) fn store(&self, s: Stored) {
         let mut q = self.stored.lock().unwrap_or_else(PoisonError::into_inner);
-        if q.len() >= STORED_CAPACITY {
-            q.pop_front();
+        let mut held: usize = q.iter().map(Stored::bytes).sum();
+        while q.len() >= STORED_CAPACITY || (!q.is_empty() && held + s.bytes() > STORED_BYTES) {
+            if let Some(old) = q.pop_front() {
+                held -= old.bytes();
+            }
         }
         q.push_back(s);
     }
@@ -284,6 +300,36 @@ mod tests {
         assert_eq!(list[0]["method"], "POST");
         assert_eq!(list[0]["path"], "/v1/chat/completions?api-version=1");
         assert_eq!(list[0]["headers"]["x-tag"], "a, b");
+    }
+
+    /// Stored responses are bounded in bytes, not only in count: each holds the request's input
+    /// (up to the mock's 64 MiB body limit), so 256 of them could hold gigabytes.
+    #[test]
+    fn stored_responses_are_bounded_in_bytes() {
+        let shared = MockShared::new("east");
+        let big = Bytes::from(vec![b'x'; 1 << 20]);
+        for i in 0..100 {
+            shared.store(Stored {
+                id: format!("resp_{i}"),
+                response: big.clone(),
+                input_items: Bytes::from(vec![b'y'; 1 << 20]),
+            });
+        }
+        let held: usize = {
+            let q = shared.stored.lock().unwrap();
+            q.iter().map(Stored::bytes).sum()
+        };
+        assert!(held <= STORED_BYTES, "{held} bytes held");
+        assert!(shared.stored("resp_99").is_some());
+        assert!(shared.stored("resp_0").is_none());
+        // One larger than the whole budget is still kept (alone): the latest is always found.
+        shared.store(Stored {
+            id: "resp_huge".into(),
+            response: Bytes::from(vec![b'z'; STORED_BYTES + 1]),
+            input_items: Bytes::new(),
+        });
+        assert!(shared.stored("resp_huge").is_some());
+        assert_eq!(shared.stored.lock().unwrap().len(), 1);
     }
 
     #[test]

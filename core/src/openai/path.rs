@@ -36,15 +36,40 @@ impl ApiPath<'_> {
         self.operation == "models" && self.deployment.is_none()
     }
 
-    /// The stored response an operation is about: `responses/{id}`, `responses/{id}/input_items`
-    /// or `responses/{id}/cancel` (retrieve, delete, list input items, cancel). Such a request
-    /// names no model: it must reach the backend that created the response.
+    /// Is this a Responses API operation (`responses` and below, the segment in any case)?
+    pub fn is_responses(&self) -> bool {
+        let first = self.operation.split('/').next().unwrap_or("");
+        first.eq_ignore_ascii_case("responses")
+    }
+
+    /// The stored response an operation is about: `responses/{id}` and everything below it
+    /// (`input_items`, `cancel`: retrieve, delete, list input items, cancel), the `responses`
+    /// segment in any case. Such a request names no model: it must reach the backend that created
+    /// the response, for the caller that created it, and no other. Whatever a backend makes of
+    /// an unknown sub-path, or of `Responses` (some match paths case-insensitively), a request
+    /// that names a stored response never goes anywhere else. The Responses API's own
+    /// operations below `responses/` (`input_tokens`, `compact`) are not stored responses.
     pub fn response_object(&self) -> Option<&str> {
-        let rest = self.operation.strip_prefix("responses/")?;
+        let op = self.operation;
+        let head = op.get(..RESPONSES_SLASH.len())?;
+        if !head.eq_ignore_ascii_case(RESPONSES_SLASH) {
+            return None;
+        }
+        let rest = &op[RESPONSES_SLASH.len()..];
         let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
-        matches!(tail, "" | "input_items" | "cancel").then_some(id)
+        if tail.is_empty() && RESPONSES_OPERATIONS.contains(&id) {
+            return None;
+        }
+        Some(id)
     }
 }
+
+const RESPONSES_SLASH: &str = "responses/";
+
+/// The Responses API's operations below `responses/` that name no stored response: token
+/// counting (`POST responses/input_tokens`) and compaction (`POST responses/compact`). They
+/// name their model in the body, and may name a `previous_response_id`, placed like a create's.
+const RESPONSES_OPERATIONS: [&str; 2] = ["input_tokens", "compact"];
 
 /// A path the gateway does not serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -328,9 +353,25 @@ mod tests {
                 );
             }
         }
-        assert_eq!(
-            classify("/v1/responses/r/other").unwrap().response_object(),
-            None
-        );
+        // Anything below a stored response, in any case, is about that response; the API's own
+        // operations below `responses/` are not.
+        for (target, object) in [
+            ("/v1/responses/r/other", Some("r")),
+            ("/v1/responses/r/input_items/x", Some("r")),
+            ("/v1/Responses/r", Some("r")),
+            ("/openai/RESPONSES/r/cancel?api-version=1", Some("r")),
+            ("/v1/responses/input_tokens", None),
+            ("/openai/v1/responses/compact", None),
+            ("/v1/responses/compact/x", Some("compact")),
+            ("/v1/responses", None),
+            ("/v1/responsesx/r", None),
+            ("/v1/chat/completions", None),
+        ] {
+            assert_eq!(
+                classify(target).unwrap().response_object(),
+                object,
+                "{target}"
+            );
+        }
     }
 }

@@ -25,6 +25,9 @@ pub struct Peek<'a> {
     /// The Responses API's `previous_response_id`: the stored response this one continues,
     /// which only the backend that created it holds.
     pub previous_response_id: Option<Cow<'a, str>>,
+    /// The body is a JSON object (what every other field was read from); `false` for an empty
+    /// body and anything else (multipart, a byte order mark, compressed bytes).
+    pub object: bool,
 }
 
 /// A body that claims JSON but is not.
@@ -48,8 +51,10 @@ struct RawPeek<'a> {
     max_output_tokens: Option<serde_json::Value>,
     #[serde(default)]
     n: Option<serde_json::Value>,
-    #[serde(borrow, default)]
-    previous_response_id: Option<crate::openai::choices::Lenient<'a>>,
+    /// Strict, unlike the fields the gateway only estimates from: a continuation it cannot read
+    /// is one it cannot place, so anything but a string or `null` is refused.
+    #[serde(borrow, default, deserialize_with = "str_or_null")]
+    previous_response_id: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +87,27 @@ fn borrowed_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de
     d.deserialize_any(V)
 }
 
+/// A string (borrowed unless it had escapes) or `null`; anything else is an error.
+fn str_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
 /// Peek into a body. An empty body or a non-object (e.g. multipart audio) peeks as "nothing known".
 ///
 /// # Errors
@@ -105,7 +131,8 @@ pub fn peek(body: &[u8]) -> Result<Peek<'_>, PeekError> {
         .iter()
         .find_map(|v| v.as_ref().and_then(serde_json::Value::as_u64)),
         n: raw.n.as_ref().and_then(serde_json::Value::as_u64),
-        previous_response_id: raw.previous_response_id.and_then(|p| p.0),
+        previous_response_id: raw.previous_response_id,
+        object: true,
     })
 }
 
@@ -149,6 +176,18 @@ mod tests {
         assert!(matches!(p.previous_response_id, Some(Cow::Borrowed(_))));
         let p = peek(br#"{"previous_response_id":null}"#).unwrap();
         assert_eq!(p.previous_response_id, None);
+        assert!(p.object);
+        // A continuation the gateway cannot read is one it cannot place: refused, not skipped.
+        for odd in [r#"["resp_1"]"#, r#"{"id":"resp_1"}"#, "5", "true"] {
+            let body = format!(r#"{{"previous_response_id":{odd}}}"#);
+            assert!(peek(body.as_bytes()).is_err(), "{odd}");
+        }
+        // Two of one key: refused (a backend may keep either).
+        assert!(peek(br#"{"previous_response_id":"a","previous_response_id":"b"}"#).is_err());
+        assert!(peek(br#"{"model":"a","model":"b"}"#).is_err());
+        // Not an object: nothing known, and said so.
+        assert!(!peek("\u{feff}{}".as_bytes()).unwrap().object);
+        assert!(!peek(b"").unwrap().object);
     }
 }
 

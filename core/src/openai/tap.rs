@@ -229,6 +229,17 @@ impl UsageTap {
         }
     }
 
+    /// The id of the Responses API object found in what was fed so far: a stream's, from its
+    /// first event that carries one (`response.created`), so the stored response can be placed
+    /// before the stream ends; a JSON body's only at [`finish`](Self::finish).
+    pub fn response_id(&mut self) -> Option<&str> {
+        let reader = match &mut self.body {
+            Body::Plain(r) | Body::Stopped(r) => r,
+            other => &sink_of(other)?.reader,
+        };
+        reader.response_id()
+    }
+
     /// The usage and text found in the whole body, and whether it could be decoded.
     pub fn finish(mut self) -> Tapped {
         let ok = match &mut self.body {

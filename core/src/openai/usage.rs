@@ -151,6 +151,12 @@ impl Reader {
         self.feed_decided(rest);
     }
 
+    /// The id of the Responses API object found so far (an SSE body's first `response.id`, known
+    /// from its first event; a JSON body's only once it is finished).
+    pub(crate) fn response_id(&self) -> Option<&str> {
+        self.found.response_id.as_deref()
+    }
+
     /// A JSON body past `max_json_bytes`: nothing more can be learnt from the rest of it.
     pub(crate) fn saturated(&self) -> bool {
         matches!(self.mode, Mode::Json { over: true, .. })

@@ -59,6 +59,16 @@ pub fn inspect_body<'a>(
     body: &'a [u8],
 ) -> Result<Inspected<'a>, GatewayError> {
     let p = peek(body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    // A Responses API body the gateway cannot read (a byte order mark, which Python's
+    // `json.loads` of bytes skips; a `Content-Encoding`) could carry a `previous_response_id`
+    // it must place: refused rather than forwarded unplaced to a backend that reads it.
+    if path.is_responses() && !body.is_empty() && !p.object {
+        return Err(GatewayError::BadRequest(
+            "a Responses API request body must be a JSON object, as sent (no byte order mark, \
+             no Content-Encoding)"
+                .into(),
+        ));
+    }
     // Multipart calls (audio transcriptions, image edits) carry the model as a form field.
     let form = match (&p.model, head.header("content-type")) {
         (None, Some(ct)) => multipart_field(body, ct, "model")

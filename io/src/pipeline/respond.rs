@@ -16,7 +16,7 @@ use aigw_core::openai::{is_accounted, Tapped, UsageTap};
 use bytes::Bytes;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use super::RequestCtx;
+use super::{stored, RequestCtx};
 use crate::admission::QUOTA_HEADER;
 use crate::conn::Conn;
 use crate::failover::{client_head, Won};
@@ -181,9 +181,18 @@ async fn relay<S: AsyncReadRent + AsyncWriteRent>(
 ) -> bool {
     let ok = (200..300).contains(&won.resp.status);
     let mut first: Option<Instant> = None;
+    // A stream's stored response is placed as soon as its id passes: its client may act on it
+    // before the stream ends.
+    let mut learner = stored::learner(ctx, won.backend, won.resp.status);
     let keep = relay_plain(ctx, won, conn, &mut wait, |d| {
         first.get_or_insert_with(Instant::now);
         tap.feed(d);
+        if let Some(l) = &learner {
+            if let Some(id) = tap.response_id() {
+                l.learn(id);
+                learner = None;
+            }
+        }
     })
     .await;
     ctx.waited(wait);

@@ -9,7 +9,7 @@
 
 use aigw_core::config::PoolId;
 use aigw_core::error::GatewayError;
-use aigw_core::request::{pick_backend, MAX_RESPONSE_ID_BYTES};
+use aigw_core::request::{pick_backend, Affinity, MAX_RESPONSE_ID_BYTES};
 
 use super::RequestCtx;
 
@@ -114,23 +114,53 @@ pub(super) fn place_previous(
     }
 }
 
+/// Where the stored response a `POST responses` answer creates lives, to remember as soon as its
+/// id is seen.
+pub(super) struct Learner<'c> {
+    affinity: &'c Affinity,
+    owner: &'c str,
+    backend: &'c str,
+}
+
+impl Learner<'_> {
+    /// Remember that response `id` lives here, for this caller.
+    pub(super) fn learn(&self, id: &str) {
+        self.affinity.learn(self.owner, id, self.backend);
+    }
+}
+
+/// The [`Learner`] of a request whose answer from backend `bid` with `status` creates a stored
+/// response: a successful `POST responses`. `respond` uses it while a stream is relayed (its
+/// client knows the id from the first event and may retrieve, cancel or continue it before the
+/// stream ends), `complete` once the answer is over.
+pub(super) fn learner<'c>(ctx: &'c RequestCtx<'_>, bid: usize, status: u16) -> Option<Learner<'c>> {
+    let path = ctx.path?;
+    let creates = path.operation == "responses" && ctx.req.head.is_method("POST");
+    if !creates || !(200..300).contains(&status) {
+        return None;
+    }
+    Some(Learner {
+        affinity: &ctx.shard.affinity,
+        owner: owner(ctx),
+        backend: ctx.snap.cfg.backends.get(bid)?.name.as_str(),
+    })
+}
+
 /// `complete`'s part: remember where a new stored response lives; forget a deleted one.
 pub(super) fn remember(ctx: &RequestCtx<'_>) {
     let (Some(path), Some(bid)) = (ctx.path, ctx.rec.backend) else {
         return;
     };
-    if !(200..300).contains(&ctx.rec.status) {
-        return;
-    }
-    let affinity = &ctx.shard.affinity;
-    let head = &ctx.req.head;
-    if path.operation == "responses" && head.is_method("POST") {
-        if let (Some(id), Some(b)) = (&ctx.response_id, ctx.snap.cfg.backends.get(bid)) {
-            affinity.learn(owner(ctx), id, &b.name);
+    if let Some(l) = learner(ctx, bid, ctx.rec.status) {
+        if let Some(id) = &ctx.response_id {
+            l.learn(id);
         }
-    } else if head.is_method("DELETE") && path.operation.matches('/').count() == 1 {
+    } else if ctx.req.head.is_method("DELETE")
+        && (200..300).contains(&ctx.rec.status)
+        && path.operation.matches('/').count() == 1
+    {
         if let Some(id) = path.response_object() {
-            affinity.forget(owner(ctx), id);
+            ctx.shard.affinity.forget(owner(ctx), id);
         }
     }
 }
