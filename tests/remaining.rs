@@ -14,7 +14,10 @@ use std::time::Instant;
 use common::*;
 use usage::*;
 
-both_drivers!(remaining_tokens_are_the_settled_ones);
+both_drivers!(
+    remaining_tokens_are_the_settled_ones,
+    an_answer_the_budget_cannot_hold_is_relayed_with_admission_headers,
+);
 
 /// Tokens per minute of the caller's bucket.
 const N: u64 = 1000;
@@ -105,4 +108,40 @@ fn remaining_tokens_are_the_settled_ones(d: Driver) {
         left(&r4)
     );
     assert_eq!(quota(&r4), QUOTA - spent);
+}
+
+/// Answers read whole share the worker's body budget (`max_buffered_body_bytes`): one that does
+/// not fit is relayed as it arrives, with the bucket as admission left it, never refused. Here the
+/// budget (600 bytes) holds a request body but not a chat answer twice over (the body and the tap's
+/// copy of it).
+fn an_answer_the_budget_cannot_hold_is_relayed_with_admission_headers(d: Driver) {
+    let extra = format!("[consumers.alpha]\nkeys = [\"key-alpha\"]\ntokens_per_minute = {N}\n");
+    let cfg = config(1, &extra).replacen(
+        "workers = 1\n",
+        "workers = 1\nmax_body_bytes = 600\nmax_buffered_body_bytes = 600\n",
+        1,
+    );
+    let gw = Gateway::start(d, &cfg);
+    let mut c = gw.client();
+    let r = chat_on(&mut c, &Ask::to("m-oa").with_max_tokens(900), ALPHA);
+    assert_eq!(r.status(), 200, "{}", r.resp.text());
+    assert!(
+        r.resp.body.len() > 300,
+        "the answer is larger than half the budget"
+    );
+    // The reservation (over 900) still shows: the answer was not read whole.
+    let left = r.num_header("x-ratelimit-remaining-tokens");
+    assert!(
+        left < N - 900,
+        "remaining {left}: the answer was read whole after all"
+    );
+    // Settled at the end all the same: the next answer sees the first one's real usage.
+    let u1 = r.tokens().2;
+    let r2 = chat_on(&mut c, &Ask::to("m-oa").with_max_tokens(10), ALPHA);
+    assert_eq!(r2.status(), 200);
+    let left2 = r2.num_header("x-ratelimit-remaining-tokens");
+    assert!(
+        left2 > N - u1 - 10 - 100 && left2 < N,
+        "remaining {left2} after {u1}"
+    );
 }

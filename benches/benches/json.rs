@@ -41,7 +41,8 @@ struct Message<'a> {
 
 /// A chat completion of about `target` bytes: one long answer with the escapes real answers have.
 fn response(target: usize) -> Vec<u8> {
-    let piece = "Here is the plan: \\\"step one\\\", then step two.\\nA list: 1, 2, 3 \\u2014 done. ";
+    let piece =
+        "Here is the plan: \\\"step one\\\", then step two.\\nA list: 1, 2, 3 \\u2014 done. ";
     let mut content = String::new();
     while content.len() + 400 < target {
         content.push_str(piece);
@@ -53,8 +54,15 @@ fn response(target: usize) -> Vec<u8> {
 }
 
 fn check(d: &Doc<'_>) -> usize {
-    let u = d.usage.as_ref().map_or(0, |u| u.prompt_tokens + u.completion_tokens);
-    u as usize + d.choices.iter().map(|c| c.message.content.len()).sum::<usize>()
+    let u = d
+        .usage
+        .as_ref()
+        .map_or(0, |u| u.prompt_tokens + u.completion_tokens);
+    u as usize
+        + d.choices
+            .iter()
+            .map(|c| c.message.content.len())
+            .sum::<usize>()
 }
 
 fn bench_json(c: &mut Criterion) {
@@ -67,25 +75,41 @@ fn bench_json(c: &mut Criterion) {
         let b: Doc<'_> = simd_json::serde::from_slice(&mut copy).unwrap();
         assert_eq!(check(&a), check(&b));
         g.throughput(Throughput::Bytes(body.len() as u64));
-        g.bench_with_input(BenchmarkId::new("tap_serde_json", label), &body, |bch, body| {
-            bch.iter(|| check(&serde_json::from_slice::<Doc<'_>>(black_box(body)).unwrap()))
-        });
-        g.bench_with_input(BenchmarkId::new("tap_simd_json", label), &body, |bch, body| {
-            bch.iter_batched_ref(
-                || body.clone(),
-                |buf| check(&simd_json::serde::from_slice::<Doc<'_>>(black_box(buf)).unwrap()),
-                BatchSize::SmallInput,
-            )
-        });
-        g.bench_with_input(BenchmarkId::new("tree_serde_json", label), &body, |bch, body| {
-            bch.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body)).unwrap())
-        });
-        g.bench_with_input(BenchmarkId::new("tree_simd_json_with_copy", label), &body, |bch, body| {
-            bch.iter(|| {
-                let mut buf = black_box(body).clone();
-                simd_json::to_owned_value(&mut buf).unwrap()
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("tap_serde_json", label),
+            &body,
+            |bch, body| {
+                bch.iter(|| check(&serde_json::from_slice::<Doc<'_>>(black_box(body)).unwrap()))
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("tap_simd_json", label),
+            &body,
+            |bch, body| {
+                bch.iter_batched_ref(
+                    || body.clone(),
+                    |buf| check(&simd_json::serde::from_slice::<Doc<'_>>(black_box(buf)).unwrap()),
+                    BatchSize::SmallInput,
+                )
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("tree_serde_json", label),
+            &body,
+            |bch, body| {
+                bch.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body)).unwrap())
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("tree_simd_json_with_copy", label),
+            &body,
+            |bch, body| {
+                bch.iter(|| {
+                    let mut buf = black_box(body).clone();
+                    simd_json::to_owned_value(&mut buf).unwrap()
+                })
+            },
+        );
     }
     g.finish();
 }

@@ -45,8 +45,9 @@ pub enum HeadVerdict<P> {
     Answer(P),
 }
 
-/// A worker's budget for buffered request bodies, so many large uploads at once cannot exhaust
-/// memory: a body that does not fit is answered 503 with `Retry-After`.
+/// A worker's budget for buffered bodies, so many large ones at once cannot exhaust memory: a
+/// request body that does not fit is answered 503 with `Retry-After`; an upstream answer that does
+/// not fit is relayed as it arrives instead of read whole.
 #[derive(Debug)]
 pub struct BodyBudget {
     max: Cell<u64>,
@@ -72,6 +73,12 @@ impl BodyBudget {
         self.used.get()
     }
 
+    /// Hold `n` bytes until the returned permit is dropped; `None` when they do not fit.
+    pub fn hold(self: &Rc<Self>, n: u64) -> Option<BodyPermit> {
+        let mut permit = None;
+        self.take(&mut permit, n).then_some(permit).flatten()
+    }
+
     fn take(self: &Rc<Self>, permit: &mut Option<BodyPermit>, n: u64) -> bool {
         let used = self.used.get();
         match used.checked_add(n) {
@@ -95,7 +102,7 @@ impl BodyBudget {
 
 /// Bytes of a [`BodyBudget`] held by one request.
 #[derive(Debug)]
-struct BodyPermit {
+pub struct BodyPermit {
     budget: Rc<BodyBudget>,
     bytes: u64,
 }

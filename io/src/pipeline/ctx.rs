@@ -45,6 +45,8 @@ pub struct RequestCtx<'r> {
     pub quota_left: Option<u64>,
     /// What is known so far, for metrics and logs.
     pub rec: Record,
+    /// The worker's budget for buffered bodies (an answer read whole takes its share).
+    pub budget: Option<std::rc::Rc<crate::server::BodyBudget>>,
 }
 
 impl<'r> RequestCtx<'r> {
@@ -83,6 +85,7 @@ impl<'r> RequestCtx<'r> {
             rate: None,
             quota_left: None,
             rec,
+            budget: None,
         }
     }
 

@@ -125,6 +125,7 @@ impl Service for Gateway {
         let shard = &self.shard;
         let _guard = InFlight::new(&shard.metrics.shared);
         let mut ctx = RequestCtx::new(&pre.snap, &req, shard);
+        ctx.budget = Some(self.budget.clone());
         let keep = match run(&mut ctx, pre.outcome, conn).await {
             Ok(keep) => keep,
             Err(e @ GatewayError::ClientClosed) => {

@@ -21,7 +21,7 @@ use crate::admission::QUOTA_HEADER;
 use crate::conn::Conn;
 use crate::failover::{client_head, Won};
 use crate::relay::{relay_body, RelayEnd, RelayMode};
-use crate::server::send_error_with;
+use crate::server::{send_error_with, BodyPermit};
 use crate::whole::{read_whole, Whole};
 
 /// Largest JSON response the usage tap buffers to find `usage` (bigger ones are relayed untouched),
@@ -71,7 +71,7 @@ pub(super) async fn run<S: AsyncReadRent + AsyncWriteRent>(
     let mut wait = Duration::ZERO;
     if !ok {
         ctx.settle(0); // an error answer is charged nothing
-    } else if reads_whole(ctx, sse) {
+    } else if let Some(_held) = whole_permit(ctx, &won, sse) {
         let framing = won.resp.framing;
         match read_whole(
             &mut won.up,
@@ -110,6 +110,22 @@ fn reads_whole(ctx: &RequestCtx<'_>, sse: bool) -> bool {
     !sse && !ctx.rec.stream
         && is_accounted(&ctx.rec.operation)
         && ctx.admission.as_ref().is_some_and(|a| a.is_limited())
+}
+
+/// The worker's body budget share of an answer to read whole: twice its bytes (the body, and the
+/// usage tap's copy), the cap's for a chunked one. `None` (relay it as it arrives, with the
+/// admission-time headers) when it is not to be read whole or the budget has no room: many large
+/// answers at once cannot exhaust memory, and none is refused for it.
+fn whole_permit(ctx: &RequestCtx<'_>, won: &Won, sse: bool) -> Option<BodyPermit> {
+    if !reads_whole(ctx, sse) {
+        return None;
+    }
+    let bytes = match won.resp.framing {
+        BodyFraming::Length(n) if n > TAP_MAX_JSON as u64 => return None,
+        BodyFraming::Length(n) => n,
+        _ => TAP_MAX_JSON as u64,
+    };
+    ctx.budget.as_ref()?.hold(bytes.saturating_mul(2))
 }
 
 /// Charge the answer what it used (a 2xx only: an error costs nothing), keep its text and the id
