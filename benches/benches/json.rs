@@ -3,8 +3,9 @@
 //! document tree of a request body (what a guardrail or cache key would build). simd-json parses in
 //! place, so it needs a mutable buffer: the tap owns one anyway (its copy is made outside the
 //! timing), a request body does not (the copy a caller would have to make is timed with it).
-// criterion_group! expands to an undocumented `pub fn`; nothing here is a public API.
-#![allow(missing_docs)]
+// criterion_group! expands to an undocumented `pub fn`; nothing here is a public API, and a bench
+// whose input does not parse should stop loudly.
+#![allow(missing_docs, clippy::unwrap_used)]
 
 use std::borrow::Cow;
 use std::hint::black_box;
