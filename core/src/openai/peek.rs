@@ -50,6 +50,11 @@ struct RawPeek<'a> {
     n: Option<serde_json::Value>,
     #[serde(borrow, default)]
     previous_response_id: Option<crate::openai::choices::Lenient<'a>>,
+    /// Not read: skipped one message at a time, which costs serde_json no allocation (skipped
+    /// whole, an array of objects would; see `Shallow`).
+    #[serde(default)]
+    #[allow(dead_code)]
+    messages: Option<crate::openai::choices::Shallow>,
 }
 
 #[derive(Deserialize)]
