@@ -11,6 +11,8 @@
 //!   replaced, on a 180-byte and a 64 KiB chat body, with allocations per call.
 //! - `roundtrip`: a loopback round trip through aigw against the mock alone.
 //! - `allocs` (no criterion): heap allocations per request through the gateway in process.
+//! - `bodywrite`: a small body copied behind its head and written once, against `writev` and
+//!   against two writes.
 //!
 //! Run with `cargo bench -p aigw-benches --bench parse -- --quick` (or without `--quick` for
 //! the full measurement).

@@ -5,8 +5,8 @@
 //! slot's full capacity off as the buffer to write into, and the slot keeps a handle on the same
 //! allocation. Once every piece lent out (the buffer, and any `Bytes` frozen from it) is dropped,
 //! the slot is the allocation's only owner again and `try_reclaim` takes it back without
-//! allocating or copying. A slot still lent out is skipped; when every slot is, a fresh buffer is
-//! allocated (and, while there are fewer than `max_slots`, kept as a new slot).
+//! allocating or copying. A slot still lent out is skipped; when every slot is, a new slot is
+//! made while there are fewer than `max_slots`, else a buffer of just the size asked for.
 
 use std::cell::RefCell;
 
@@ -44,13 +44,15 @@ impl BufPool {
                 return slot.split_off(0);
             }
         }
-        let mut fresh = BytesMut::with_capacity(self.size);
         if slots.len() < self.max_slots {
+            let mut fresh = BytesMut::with_capacity(self.size);
             let lent = fresh.split_off(0);
             slots.push(fresh);
             return lent;
         }
-        fresh
+        // Every slot is lent (many requests in flight): just what was asked for, so requests
+        // beyond the pool hold no more than they need.
+        BytesMut::with_capacity(min)
     }
 }
 
@@ -73,9 +75,10 @@ mod tests {
         let c = pool.take(10);
         assert_eq!(c.as_ptr(), ptr, "the first slot's allocation came back");
         assert!(c.is_empty() && c.capacity() >= 1024);
-        // Both slots lent: a fresh, unpooled buffer.
+        // Both slots lent: a fresh, unpooled buffer of the size asked for.
         let d = pool.take(10);
         assert!(d.as_ptr() != ptr && d.as_ptr() != b.as_ptr());
+        assert!(d.capacity() < 1024);
         // Larger than a slot: its own allocation.
         assert!(pool.take(4096).capacity() >= 4096);
     }

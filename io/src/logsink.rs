@@ -156,7 +156,8 @@ impl Sink {
     /// takes no lock: a full queue (in lines or in bytes) drops and counts it.
     pub fn send(&self, line: &[u8]) {
         let n = line.len().saturating_add(1);
-        if !self.q.budget.try_take(n) {
+        // Once closing, the writer may be gone: a late line is counted as dropped, not queued.
+        if self.q.closing.load(Relaxed) || !self.q.budget.try_take(n) {
             self.dropped.fetch_add(1, Relaxed);
             return;
         }

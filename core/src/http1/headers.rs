@@ -14,9 +14,9 @@ use super::Header;
 /// length.
 type HeaderOffsets = (usize, usize, usize, usize);
 
-/// Headers whose offsets are recorded on the stack; a head with more (a request limit above
-/// this) records the rest on the heap.
-const STACK_HEADERS: usize = 128;
+/// Headers whose offsets are recorded on the stack (a typical head has 5 to 20); a head with more
+/// records the rest on the heap. Small, as the array is zeroed for every head decoded.
+const STACK_HEADERS: usize = 32;
 
 /// Where httparse's borrowed headers sit in the head buffer, recorded so they can be sliced
 /// once the buffer is frozen (which ends httparse's borrow).
