@@ -3,76 +3,13 @@
 // criterion_group! generates undocumented functions; a failed bench setup may panic.
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
 
+use aigw_benches::loopback::{free_port, wait_up, Client};
 use aigw_core::config::parse_str;
 use aigw_io::runtime::DriverKind;
 use aigw_io::workers::{run, Plan};
 use criterion::{criterion_group, criterion_main, Criterion};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
-/// One keep-alive client that reads Content-Length responses.
-struct Client {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_nodelay(true).expect("nodelay");
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        Client {
-            s,
-            buf: Vec::with_capacity(4096),
-        }
-    }
-
-    fn call(&mut self, req: &[u8]) -> usize {
-        self.s.write_all(req).expect("write");
-        self.buf.clear();
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = self.s.read(&mut chunk).expect("read");
-            assert!(n > 0, "closed");
-            self.buf.extend_from_slice(&chunk[..n]);
-            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&self.buf[..end]).to_ascii_lowercase();
-                assert!(head.starts_with("http/1.1 200"), "{head}");
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .expect("content-length");
-                while self.buf.len() < end + 4 + len {
-                    let n = self.s.read(&mut chunk).expect("read body");
-                    assert!(n > 0, "closed mid-body");
-                    self.buf.extend_from_slice(&chunk[..n]);
-                }
-                return len;
-            }
-        }
-    }
-}
-
-fn wait_up(addr: SocketAddr) {
-    for _ in 0..200 {
-        if TcpStream::connect(addr).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("{addr} did not come up");
-}
 
 fn roundtrip(c: &mut Criterion) {
     let (gw, admin, mock) = (free_port(), free_port(), free_port());

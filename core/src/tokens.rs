@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use tiktoken_rs::CoreBPE;
 
+mod canon;
 mod estimate;
 pub use estimate::estimate_prompt;
 
@@ -37,9 +38,14 @@ const REPLY_PRIMING: usize = 3;
 
 /// The encoding used by `model` (case-insensitive; `ft:` fine-tunes and `org/` prefixes are looked through).
 pub fn encoding_for(model: &str) -> Encoding {
-    let lower = model.trim().to_ascii_lowercase();
-    let mut m = lower.as_str();
-    m = m.strip_prefix("ft:").unwrap_or(m);
+    // Compared ignoring ASCII case, without a lowercased copy.
+    let starts = |m: &str, p: &str| {
+        m.len() >= p.len() && m.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+    };
+    let mut m = model.trim();
+    if starts(m, "ft:") {
+        m = &m[3..];
+    }
     if let Some((_, tail)) = m.rsplit_once('/') {
         m = tail;
     }
@@ -51,20 +57,20 @@ pub fn encoding_for(model: &str) -> Encoding {
         "chatgpt-4o",
         "gpt-oss",
     ];
-    if O200K.iter().any(|p| m.starts_with(p)) || is_o_series(m) {
+    if O200K.iter().any(|p| starts(m, p)) || is_o_series(m) {
         return Encoding::O200k;
     }
     const CL100K: [&str; 4] = ["gpt-4", "gpt-3.5", "gpt-35", "text-embedding-"];
-    if CL100K.iter().any(|p| m.starts_with(p)) {
+    if CL100K.iter().any(|p| starts(m, p)) {
         return Encoding::Cl100k;
     }
     Encoding::O200k
 }
 
-/// `o1`, `o3-mini`, `o4-mini`…: an `o` followed by a digit.
+/// `o1`, `o3-mini`, `o4-mini`…: an `o` (either case) followed by a digit.
 fn is_o_series(m: &str) -> bool {
     let b = m.as_bytes();
-    b.len() >= 2 && b[0] == b'o' && b[1].is_ascii_digit()
+    b.len() >= 2 && b[0].eq_ignore_ascii_case(&b'o') && b[1].is_ascii_digit()
 }
 
 /// The BPE of `enc`, built on first use; `None` if the bundled ranks failed to load.

@@ -88,6 +88,7 @@ fuzz_target!(|data: &[u8]| {
                 Dialect::OpenAi => ("authorization", "Bearer oa-key"),
             };
             let Ok(up) = upstream_request(
+                bytes::BytesMut::new(),
                 backend,
                 Some(cred),
                 &path,

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use crate::inline::InlineStr;
 use aigw_core::auth::KeyTable;
 use aigw_core::config::{Config, Counter, QuotaConfig, QuotaPeriod};
 use aigw_core::error::GatewayError;
@@ -454,8 +455,12 @@ impl Admission {
     }
 }
 
-/// `x-ratelimit-{limit,remaining,reset}-tokens` of one bucket.
-pub type RateHeaders = [(&'static str, String); 3];
+/// `x-ratelimit-{limit,remaining,reset}-tokens` of one bucket, formatted inline (a `u64` is
+/// at most 20 digits; the longest duration, `{u64 minutes}m59s`, fits too).
+pub type RateHeaders = [(&'static str, HeaderNum); 3];
+
+/// One rate-limit header value.
+pub type HeaderNum = InlineStr<24>;
 
 /// A request refused by a limit, with the caller's bucket state for the response headers.
 #[derive(Debug)]
@@ -473,10 +478,13 @@ pub struct Refusal {
 
 fn bucket_headers(tb: &TokenBucket, now_ns: u64) -> RateHeaders {
     [
-        ("x-ratelimit-limit-tokens", tb.limit().to_string()),
+        (
+            "x-ratelimit-limit-tokens",
+            HeaderNum::format(format_args!("{}", tb.limit())),
+        ),
         (
             "x-ratelimit-remaining-tokens",
-            tb.remaining(now_ns).to_string(),
+            HeaderNum::format(format_args!("{}", tb.remaining(now_ns))),
         ),
         (
             "x-ratelimit-reset-tokens",
@@ -486,16 +494,16 @@ fn bucket_headers(tb: &TokenBucket, now_ns: u64) -> RateHeaders {
 }
 
 /// OpenAI's duration style: `20ms`, `1s`, `6m0s`.
-pub fn openai_duration(ns: u64) -> String {
+pub fn openai_duration(ns: u64) -> HeaderNum {
     let ms = ns.div_ceil(1_000_000);
     if ms < 1000 {
-        return format!("{ms}ms");
+        return HeaderNum::format(format_args!("{ms}ms"));
     }
     let s = ms.div_ceil(1000);
     if s < 60 {
-        format!("{s}s")
+        HeaderNum::format(format_args!("{s}s"))
     } else {
-        format!("{}m{}s", s / 60, s % 60)
+        HeaderNum::format(format_args!("{}m{}s", s / 60, s % 60))
     }
 }
 

@@ -6,12 +6,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use aigw_core::balance::{bench_hint_ms, pick, Candidate, Picked, Ticket};
-use aigw_core::config::Pool;
+use aigw_core::config::{Pool, MAX_MEMBERS};
 use aigw_core::error::GatewayError;
 use aigw_core::http1::{BodyFraming, ResponseHead};
 use aigw_core::openai::ApiPath;
 use aigw_core::request::{upstream_request, UpstreamRequest, COALESCE_MAX};
-use bytes::BytesMut;
 
 use crate::health::{now_ms, unix_secs};
 use crate::metrics::F_RETRIES;
@@ -76,15 +75,6 @@ pub async fn attempt(
 ) -> Result<Won, GatewayError> {
     let cfg = &snap.cfg;
     let pool: &Pool = &cfg.pools[pool_id];
-    let cands: Vec<Candidate<'_>> = pool
-        .members
-        .iter()
-        .map(|m| Candidate {
-            priority: m.priority,
-            weight: m.weight,
-            state: &snap.health[m.backend],
-        })
-        .collect();
     // A pinned request may go to its backend only: every other member counts as tried.
     let mut tried: u64 = match ask.pin {
         Some(bid) => pool
@@ -101,15 +91,7 @@ pub async fn attempt(
     loop {
         let now = now_ms();
         let picked = if attempts < pool.max_attempts {
-            let mut wrr = snap.wrr[pool_id].borrow_mut();
-            pick(
-                &cands,
-                pool.strategy,
-                &mut wrr,
-                |i| i < 64 && tried & (1 << i) != 0,
-                now,
-                || shard.rand01(),
-            )
+            pick_member(shard, snap, pool_id, tried, now)
         } else {
             Picked::Nothing { retry_at: None }
         };
@@ -146,7 +128,7 @@ pub async fn attempt(
         let bid = pool.members[idx].backend;
         // upstream_request: this backend's bytes, checked by the encoder. A request that cannot
         // be built is the client's error: it returns before anything counts against the backend.
-        let sent = match build(snap, bid, ask) {
+        let sent = match build(shard, snap, bid, ask) {
             Ok(s) => s,
             Err(e) => {
                 // The pick may have taken the member's half-open probe turn: give it back, or
@@ -213,6 +195,34 @@ pub async fn attempt(
     }
 }
 
+/// Pick the next member of pool `pool_id` not `tried` yet (a bitmask of member indexes).
+fn pick_member(shard: &Shard, snap: &Snapshot, pool_id: usize, tried: u64, now: u64) -> Picked {
+    let pool = &snap.cfg.pools[pool_id];
+    let members = &pool.members[..pool.members.len().min(MAX_MEMBERS)];
+    let Some(first) = members.first() else {
+        return Picked::Nothing { retry_at: None };
+    };
+    // On the stack (config caps a pool at MAX_MEMBERS) and only for the pick, so the request's
+    // future does not carry it across its awaits; the slots past the members are never read.
+    let cands: [Candidate<'_>; MAX_MEMBERS] = std::array::from_fn(|i| {
+        let m = members.get(i).unwrap_or(first);
+        Candidate {
+            priority: m.priority,
+            weight: m.weight,
+            state: &snap.health[m.backend],
+        }
+    });
+    let mut wrr = snap.wrr[pool_id].borrow_mut();
+    pick(
+        &cands[..members.len()],
+        pool.strategy,
+        &mut wrr,
+        |i| i < 64 && tried & (1 << i) != 0,
+        now,
+        || shard.rand01(),
+    )
+}
+
 /// One attempt in flight at a backend, for `/backends` and least-busy picks. Dropped before it
 /// finished (the request was cancelled), it abandons its ticket.
 struct InFlight<'a> {
@@ -262,8 +272,14 @@ fn discard(shard: &Shard, snap: &Snapshot, mut won: Won) {
 ///
 /// # Errors
 /// 400 when the request cannot go to this backend (a client's error, never the backend's).
-fn build(snap: &Snapshot, bid: usize, ask: &Ask<'_>) -> Result<Sent, GatewayError> {
+fn build(shard: &Shard, snap: &Snapshot, bid: usize, ask: &Ask<'_>) -> Result<Sent, GatewayError> {
+    let small = if ask.req.body.len() <= COALESCE_MAX {
+        ask.req.body.len()
+    } else {
+        0
+    };
     let out = upstream_request(
+        shard.bufs.take(HEAD_ROOM + small),
         &snap.cfg.backends[bid],
         snap.auth[bid].as_ref().map(|(n, v)| (*n, v.as_str())),
         ask.path,
@@ -275,6 +291,9 @@ fn build(snap: &Snapshot, bid: usize, ask: &Ask<'_>) -> Result<Sent, GatewayErro
     )?;
     Ok(sent(out, ask.req.head.is_method("HEAD")))
 }
+
+/// Room an upstream head is expected to need (a larger one grows its buffer).
+const HEAD_ROOM: usize = 2048;
 
 /// `out` as it is written: a small body behind the head (one write), a large one from its own
 /// `Bytes`, uncopied. `head_only`: a `HEAD` request, whose answer has no body.
@@ -352,29 +371,4 @@ async fn try_backend(
             }
         }
     }
-}
-
-/// The head sent to the client for a won response; `rate` (the caller's own rate-limit headers)
-/// replaces the backend's headers of the same names. With `dechunk` (an HTTP/1.0 client and a
-/// chunked body) the body goes out unframed and the connection closes after it.
-pub fn client_head(
-    won: &Won,
-    backend_name: &str,
-    request_id: &str,
-    rate: &[(&str, &[u8])],
-    dechunk: bool,
-) -> BytesMut {
-    let mut out = BytesMut::with_capacity(512);
-    let mut n = itoa::Buffer::new();
-    let mut replace = vec!["x-request-id", "x-aigw-backend", "x-aigw-attempts"];
-    replace.extend(rate.iter().map(|(k, _)| *k));
-    let mut extra: Vec<(&str, &[u8])> = vec![
-        ("x-request-id", request_id.as_bytes()),
-        ("x-aigw-backend", backend_name.as_bytes()),
-        ("x-aigw-attempts", n.format(won.attempts).as_bytes()),
-    ];
-    extra.extend_from_slice(rate);
-    won.resp
-        .encode_for_client(&mut out, &replace, &extra, dechunk);
-    out
 }

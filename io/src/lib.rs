@@ -10,10 +10,12 @@
 
 pub mod admin;
 pub mod admission;
+pub mod bufpool;
 pub mod conn;
 pub mod control;
 pub mod failover;
 pub mod health;
+pub mod inline;
 pub mod logsink;
 pub mod metrics;
 pub mod mock_server;

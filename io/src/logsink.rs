@@ -1,16 +1,24 @@
-//! The access log and the message store: each a dedicated thread behind a bounded channel, so the
-//! data plane never waits on a disk. The channel is bounded twice, in lines and in bytes queued (a
-//! few huge lines must not hold gigabytes): a line that does not fit is dropped and counted.
+//! The access log and the message store: each a dedicated writer thread fed through a bounded
+//! lock-free queue, so the data plane never waits on a disk, never takes a lock and never wakes a
+//! thread per line. The queue is bounded twice, in lines and in bytes queued (a few huge lines must
+//! not hold gigabytes): a line that does not fit is dropped and counted.
+//!
+//! A line travels in a buffer of its own: the sender copies it into a buffer the writer gave back
+//! earlier (so once warm, sending allocates nothing), queues it, and the writer writes it whole and
+//! returns the buffer. Lines are never split or interleaved, and the lines of one sender keep their
+//! order. The writer polls: every [`BUSY_POLL`] while lines arrive, and once idle it parks for up
+//! to [`IDLE_PARK`], woken by the first line that finds it parked (one wake per idle spell, never
+//! one per line).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
-use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam::queue::ArrayQueue;
 
 /// Where lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +38,19 @@ pub enum Target {
 
 /// Bytes queued for one writer at most, by default (lines count with their newline).
 pub const DEFAULT_QUEUE_BYTES: usize = 16 << 20;
+
+/// How often a busy writer looks for lines: the longest a line waits while lines keep coming.
+const BUSY_POLL: Duration = Duration::from_millis(2);
+/// Empty polls after which the writer counts as idle and parks until woken.
+const IDLE_AFTER_POLLS: u32 = 50;
+/// Longest idle park: also the bound on a line's wait if it raced the writer going idle.
+const IDLE_PARK: Duration = Duration::from_millis(100);
+/// Smallest line buffer made (an access-log line is 300 to 500 bytes).
+const MIN_BUFFER: usize = 1024;
+/// Emptied buffers kept for reuse; more are freed.
+const SPARE_BUFFERS: usize = 256;
+/// A buffer grown past this (a huge message-store line) is freed, not kept for reuse.
+const MAX_SPARE_BYTES: usize = 64 * 1024;
 
 /// A budget of bytes shared by the senders (who take) and the writer thread (who gives back).
 #[derive(Debug)]
@@ -59,16 +80,38 @@ impl ByteBudget {
     }
 }
 
-/// One log stream: a bounded channel and its writer thread.
+/// What the senders and the writer thread share.
+#[derive(Debug)]
+struct Queue {
+    /// Lines waiting for the writer, in order.
+    lines: ArrayQueue<Vec<u8>>,
+    /// Emptied buffers on their way back to the senders.
+    spare: ArrayQueue<Vec<u8>>,
+    budget: ByteBudget,
+    closing: AtomicBool,
+    /// The writer is parked for up to [`IDLE_PARK`]: the next sender wakes it.
+    idle: AtomicBool,
+    writer: OnceLock<Thread>,
+}
+
+impl Queue {
+    /// Keep an emptied buffer for the next line, unless it grew huge or enough are kept.
+    fn recycle(&self, mut buf: Vec<u8>) {
+        if buf.capacity() <= MAX_SPARE_BYTES {
+            buf.clear();
+            let _ = self.spare.push(buf);
+        }
+    }
+}
+
+/// One log stream: a bounded queue and its writer thread.
 #[derive(Debug)]
 pub struct Sink {
-    tx: Sender<String>,
-    budget: Arc<ByteBudget>,
-    /// Lines dropped because the channel was full (in lines or in bytes).
+    q: Arc<Queue>,
+    /// Lines dropped because the queue was full (in lines or in bytes).
     pub dropped: AtomicU64,
     /// Lines accepted.
     pub accepted: AtomicU64,
-    closing: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -84,42 +127,57 @@ impl Sink {
         capacity: usize,
         max_bytes: usize,
     ) -> io::Result<Arc<Sink>> {
-        let (tx, rx) = bounded::<String>(capacity.max(1));
         let mut out = Output::open(target)?;
-        let closing = Arc::new(AtomicBool::new(false));
-        let flag = closing.clone();
-        let budget = Arc::new(ByteBudget {
-            queued: AtomicUsize::new(0),
-            max: max_bytes,
+        let q = Arc::new(Queue {
+            lines: ArrayQueue::new(capacity.max(1)),
+            spare: ArrayQueue::new(SPARE_BUFFERS),
+            budget: ByteBudget {
+                queued: AtomicUsize::new(0),
+                max: max_bytes,
+            },
+            closing: AtomicBool::new(false),
+            idle: AtomicBool::new(false),
+            writer: OnceLock::new(),
         });
-        let writer_budget = budget.clone();
+        let wq = q.clone();
         let thread = std::thread::Builder::new()
             .name(format!("aigw-log-{name}"))
-            .spawn(move || write_loop(rx, &mut out, &flag, &writer_budget))?;
+            .spawn(move || write_loop(&wq, &mut out))?;
+        let _ = q.writer.set(thread.thread().clone());
         Ok(Arc::new(Sink {
-            tx,
-            budget,
+            q,
             dropped: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
-            closing,
             thread: Mutex::new(Some(thread)),
         }))
     }
 
-    /// Queue one line (without its newline). Never blocks: a full queue (in lines or in bytes)
-    /// drops and counts it.
-    pub fn send(&self, line: String) {
+    /// Queue one line (without its newline), copied into a recycled buffer. Never blocks and
+    /// takes no lock: a full queue (in lines or in bytes) drops and counts it.
+    pub fn send(&self, line: &[u8]) {
         let n = line.len().saturating_add(1);
-        if !self.budget.try_take(n) {
+        // Once closing, the writer may be gone: a late line is counted as dropped, not queued.
+        if self.q.closing.load(Relaxed) || !self.q.budget.try_take(n) {
             self.dropped.fetch_add(1, Relaxed);
             return;
         }
-        match self.tx.try_send(line) {
+        // A fresh buffer gets room for longer lines than this one, so it rarely grows later.
+        let mut buf =
+            (self.q.spare.pop()).unwrap_or_else(|| Vec::with_capacity(line.len().max(MIN_BUFFER)));
+        buf.extend_from_slice(line);
+        match self.q.lines.push(buf) {
             Ok(()) => {
                 self.accepted.fetch_add(1, Relaxed);
+                // A plain load first: the swap (and the wake) happen once per idle spell.
+                if self.q.idle.load(Relaxed) && self.q.idle.swap(false, SeqCst) {
+                    if let Some(t) = self.q.writer.get() {
+                        t.unpark();
+                    }
+                }
             }
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.budget.give_back(n);
+            Err(buf) => {
+                self.q.budget.give_back(n);
+                self.q.recycle(buf);
                 self.dropped.fetch_add(1, Relaxed);
             }
         }
@@ -127,44 +185,48 @@ impl Sink {
 
     /// Bytes queued for the writer right now.
     pub fn queued_bytes(&self) -> usize {
-        self.budget.queued.load(Relaxed)
+        self.q.budget.queued.load(Relaxed)
     }
 
     /// Write out everything queued, flush and stop the thread (at shutdown).
     pub fn close(&self) {
-        self.closing.store(true, Relaxed);
+        self.q.closing.store(true, SeqCst);
         let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = handle {
+            h.thread().unpark();
             let _ = h.join();
         }
     }
 }
 
-fn write_loop(rx: Receiver<String>, out: &mut Output, closing: &AtomicBool, budget: &ByteBudget) {
-    let write = |out: &mut Output, line: String| {
-        out.line(&line);
-        budget.give_back(line.len().saturating_add(1));
-    };
+fn write_loop(q: &Queue, out: &mut Output) {
+    let mut empty_polls = 0u32;
     loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(line) => {
-                write(out, line);
-                // Take whatever else is queued before one flush: one syscall per burst.
-                while let Ok(line) = rx.try_recv() {
-                    write(out, line);
-                }
-                out.flush();
+        // Take whatever is queued before one flush: one syscall per burst.
+        let mut wrote = false;
+        while let Some(line) = q.lines.pop() {
+            out.line(&line);
+            q.budget.give_back(line.len().saturating_add(1));
+            q.recycle(line);
+            wrote = true;
+        }
+        if wrote {
+            out.flush();
+            empty_polls = 0;
+        } else if q.closing.load(SeqCst) {
+            out.flush();
+            return;
+        } else if empty_polls < IDLE_AFTER_POLLS {
+            empty_polls += 1;
+            std::thread::park_timeout(BUSY_POLL);
+        } else {
+            // Say so before the last look: a sender that queues after it sees the flag and wakes
+            // us; one that raced it waits at most IDLE_PARK.
+            q.idle.store(true, SeqCst);
+            if q.lines.is_empty() && !q.closing.load(SeqCst) {
+                std::thread::park_timeout(IDLE_PARK);
             }
-            Err(RecvTimeoutError::Timeout) => {
-                if closing.load(Relaxed) && rx.is_empty() {
-                    out.flush();
-                    return;
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                out.flush();
-                return;
-            }
+            q.idle.store(false, SeqCst);
         }
     }
 }
@@ -193,7 +255,7 @@ impl Output {
         })
     }
 
-    fn line(&mut self, line: &str) {
+    fn line(&mut self, line: &[u8]) {
         if let Target::File { max_bytes, .. } = self.target {
             if max_bytes > 0 && self.written > 0 && self.written + line.len() as u64 + 1 > max_bytes
             {
@@ -202,7 +264,7 @@ impl Output {
         }
         if self
             .w
-            .write_all(line.as_bytes())
+            .write_all(line)
             .and_then(|_| self.w.write_all(b"\n"))
             .is_err()
         {
@@ -246,6 +308,13 @@ fn open_append(path: &Path) -> io::Result<File> {
 
 /// RFC 3339 UTC time with milliseconds for a Unix time in milliseconds.
 pub fn rfc3339_ms(unix_ms: u64) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_rfc3339_ms(&mut out, unix_ms);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`rfc3339_ms`] appended to `out` (no allocation beyond `out`'s own growth).
+pub fn write_rfc3339_ms(out: &mut Vec<u8>, unix_ms: u64) {
     let secs = unix_ms / 1000;
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
@@ -259,126 +328,16 @@ pub fn rfc3339_ms(unix_ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
+    let _ = write!(
+        out,
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
         unix_ms % 1000
-    )
+    );
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn time_format() {
-        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_ms(784_111_777_123), "1994-11-06T08:49:37.123Z");
-        assert_eq!(rfc3339_ms(1_835_395_200_000), "2028-02-29T00:00:00.000Z");
-    }
-
-    #[test]
-    fn writes_rotates_and_drops_when_full() {
-        let dir = std::env::temp_dir().join(format!("aigw-logsink-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("m.jsonl");
-        let sink = Sink::start(
-            "t",
-            Target::File {
-                path: path.clone(),
-                max_bytes: 100,
-                keep: 2,
-            },
-            1024,
-            DEFAULT_QUEUE_BYTES,
-        )
-        .unwrap();
-        for i in 0..30 {
-            sink.send(format!("{{\"n\":{i},\"pad\":\"xxxxxxxxxxxxxxxxxxxx\"}}"));
-        }
-        sink.close();
-        let cur = std::fs::read_to_string(&path).unwrap();
-        let one = std::fs::read_to_string(dir.join("m.jsonl.1")).unwrap();
-        assert!(cur.lines().all(|l| l.starts_with("{\"n\":")));
-        assert!(cur.len() <= 100 && one.len() <= 100);
-        assert!(cur.contains("\"n\":29"), "newest line is in the live file");
-        assert!(!dir.join("m.jsonl.3").exists(), "only `keep` rotated files");
-        assert_eq!(sink.accepted.load(Relaxed), 30);
-        let _ = std::fs::remove_dir_all(&dir);
-
-        // A writer that cannot keep up (capacity 1, many lines at once) drops and counts.
-        let slow = Sink::start(
-            "t2",
-            Target::File {
-                path: std::env::temp_dir().join(format!("aigw-ls2-{}", std::process::id())),
-                max_bytes: 0,
-                keep: 0,
-            },
-            1,
-            DEFAULT_QUEUE_BYTES,
-        )
-        .unwrap();
-        for _ in 0..10_000 {
-            slow.send("x".repeat(10));
-        }
-        slow.close();
-        let total = slow.accepted.load(Relaxed) + slow.dropped.load(Relaxed);
-        assert_eq!(
-            total, 10_000,
-            "every line is either written or counted as dropped"
-        );
-    }
-
-    #[test]
-    fn the_byte_budget_never_overcommits() {
-        let b = ByteBudget {
-            queued: AtomicUsize::new(0),
-            max: 100,
-        };
-        assert!(!b.try_take(101), "a line bigger than the whole budget");
-        assert!(b.try_take(60));
-        assert!(!b.try_take(41));
-        assert!(b.try_take(40));
-        assert!(!b.try_take(1));
-        b.give_back(60);
-        assert!(b.try_take(60));
-        assert_eq!(b.queued.load(Relaxed), 100);
-        // Racing senders: whatever they got never sums past the budget.
-        let b = ByteBudget {
-            queued: AtomicUsize::new(0),
-            max: 10_000,
-        };
-        let taken: usize = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..4)
-                .map(|_| s.spawn(|| (0..10_000).filter(|_| b.try_take(7)).count() * 7))
-                .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).sum()
-        });
-        assert!(taken <= 10_000 && taken > 10_000 - 7, "{taken}");
-        assert_eq!(b.queued.load(Relaxed), taken);
-    }
-
-    #[test]
-    fn lines_over_the_byte_budget_are_dropped_and_counted() {
-        let path = std::env::temp_dir().join(format!("aigw-ls3-{}", std::process::id()));
-        let target = Target::File {
-            path: path.clone(),
-            max_bytes: 0,
-            keep: 0,
-        };
-        let sink = Sink::start("t3", target, 1024, 1000).unwrap();
-        sink.send("x".repeat(1000)); // 1001 bytes with its newline: never fits
-        sink.send("y".repeat(10));
-        sink.close();
-        assert_eq!(sink.dropped.load(Relaxed), 1);
-        assert_eq!(sink.accepted.load(Relaxed), 1);
-        assert_eq!(sink.queued_bytes(), 0, "the writer gave every byte back");
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            format!("{}\n", "y".repeat(10))
-        );
-        let _ = std::fs::remove_file(&path);
-    }
-}
+#[path = "logsink_tests.rs"]
+mod tests;

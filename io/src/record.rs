@@ -1,6 +1,8 @@
 //! After a request: count it (requests, tokens, latency, overhead, time to first token), write
 //! its access log line and, for a successful completion, its message-store record. Never waits on
-//! IO: the log lines go to their writer threads through bounded channels.
+//! IO: the log lines go to their writer threads through bounded lock-free queues. The access-log
+//! line is written into a buffer the worker keeps, so a request's counting and logging allocate
+//! nothing once warm.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -10,9 +12,11 @@ use std::time::{Duration, Instant};
 use aigw_core::config::Dimension;
 use aigw_core::limit::MAX_REQUEST_TOKENS;
 use aigw_core::openai::Usage;
+use bytes::Bytes;
 use serde_json::json;
 
-use crate::logsink::{rfc3339_ms, Sink};
+use crate::inline::InlineStr;
+use crate::logsink::{rfc3339_ms, write_rfc3339_ms, Sink};
 use crate::metrics::{
     request_labels, Observed, F_CONSUMER_REQUESTS, F_REJECTIONS, F_REQUESTS, F_ROUTE_REQUESTS,
     F_TOKENS,
@@ -37,17 +41,18 @@ impl Sinks {
     }
 }
 
-/// What is known about one request by the time it is answered.
+/// What is known about one request by the time it is answered. Borrows from the request (its
+/// path and body), so nothing of it is copied per request.
 #[derive(Debug, Default)]
-pub struct Record {
+pub struct Record<'r> {
     /// The id sent upstream and back.
-    pub request_id: String,
+    pub request_id: RequestId,
     /// The operation, e.g. `chat/completions`, or `route:NAME` for a `[routes.NAME]` request.
-    pub operation: String,
+    pub operation: Cow<'r, str>,
     /// The `[routes.NAME]` (index into the config) of a route's request.
     pub route: Option<aigw_core::config::RouteId>,
     /// The model asked for.
-    pub model: String,
+    pub model: Cow<'r, str>,
     /// Who called, once the key was checked (`None`: refused before, or never identified).
     pub identity: Option<aigw_core::auth::Identity>,
     /// The backend that answered, by index into the config.
@@ -66,19 +71,22 @@ pub struct Record {
     pub ttft: Option<Duration>,
     /// Refused by a limit: `tokens_per_minute` or `quota`.
     pub rejected: Option<&'static str>,
-    /// The upstream's `x-ms-region`.
-    pub region: Option<String>,
+    /// The upstream's `x-ms-region` (a slice of its response head).
+    pub region: Option<Bytes>,
     /// The reply text and whether it was cut.
     pub reply: Option<(String, bool)>,
     /// The caller's rate-limit headers when a limit refused the request.
     pub rate: Option<crate::admission::RateHeaders>,
 }
 
+/// A request id: the client's (at most 200 visible ASCII bytes) or the gateway's own.
+pub type RequestId = InlineStr<200>;
+
 /// Count and log a finished request.
 pub fn finish(
     shard: &Shard,
     snap: &Snapshot,
-    rec: &Record,
+    rec: &Record<'_>,
     peer: SocketAddr,
     started: Instant,
     req: &crate::server::Request,
@@ -124,26 +132,27 @@ pub fn finish(
             ttft: rec.ttft,
         },
     );
-    let ip = peer.ip().to_string();
+    // An address is at most 39 characters (IPv6); formatted on the stack.
+    let ip = InlineStr::<48>::format(format_args!("{}", peer.ip()));
     let user = req
         .head
         .header("x-user-id")
-        .map_or("N/A".into(), |v| String::from_utf8_lossy(v).into_owned());
+        .map_or(Cow::Borrowed("N/A"), |v| String::from_utf8_lossy(v));
     if let Some(u) = rec.usage {
+        // `type` and at most one label per dimension (five kinds): fixed arrays, no allocation.
         let dims = &cfg.metrics.dimensions;
-        let mut names: Vec<&'static str> = Vec::with_capacity(dims.len() + 1);
-        let mut values: Vec<&str> = Vec::with_capacity(dims.len() + 1);
-        names.push("type");
-        values.push("");
-        for d in dims {
-            names.push(d.label());
-            values.push(match d {
+        let n = (dims.len() + 1).min(MAX_TOKEN_LABELS);
+        let mut names: [&'static str; MAX_TOKEN_LABELS] = ["type"; MAX_TOKEN_LABELS];
+        let mut values: [&str; MAX_TOKEN_LABELS] = [""; MAX_TOKEN_LABELS];
+        for (i, d) in dims.iter().take(n - 1).enumerate() {
+            names[i + 1] = d.label();
+            values[i + 1] = match d {
                 Dimension::Consumer => consumer,
                 Dimension::Model => &rec.model,
                 Dimension::Backend => backend,
                 Dimension::ClientIp => &ip,
                 Dimension::User => &user,
-            });
+            };
         }
         for (ty, v) in [
             ("prompt", u.prompt_tokens),
@@ -152,48 +161,43 @@ pub fn finish(
         ] {
             values[0] = ty;
             // An upstream's absurd usage counts at the per-request ceiling (see settle).
-            m.add_named(F_TOKENS, &names, &values, v.min(MAX_REQUEST_TOKENS));
+            m.add_named(
+                F_TOKENS,
+                &names[..n],
+                &values[..n],
+                v.min(MAX_REQUEST_TOKENS),
+            );
         }
     }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let usage = rec.usage.unwrap_or_default();
-    // What the client (or the upstream) chose, as log lines may carry it.
-    let request_id = log_field(&rec.request_id, MAX_LOG_FIELD_BYTES);
-    let model = log_field(&rec.model, MAX_LOG_FIELD_BYTES);
-    let region = rec
-        .region
-        .as_deref()
-        .map(|r| log_field(r, MAX_LOG_FIELD_BYTES));
     if let Some(sink) = &shard.sinks.access {
-        let method = String::from_utf8_lossy(&req.head.method);
-        let line = json!({
-            "time": rfc3339_ms(now_ms),
-            "request_id": request_id,
-            // null, not "", when there is none: a log query can tell "no consumer" apart.
-            "consumer": none_if_empty(consumer),
-            "client_ip": ip,
-            "method": log_field(&method, MAX_LOG_FIELD_BYTES),
-            "path": log_field(req.head.path(), MAX_LOG_PATH_BYTES),
-            // The LLM operation (`chat/completions`) or `route:NAME`; "" for an unknown path.
-            "operation": log_field(&rec.operation, MAX_LOG_PATH_BYTES),
-            "model": model,
-            "backend": none_if_empty(backend),
-            "status": rec.status,
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
-            "attempts": rec.attempts,
-            "total_ms": millis(total),
-            "upstream_ms": millis(rec.upstream_wait),
-            "overhead_us": total.saturating_sub(rec.upstream_wait).as_micros() as u64,
-            "stream": rec.stream,
-        });
-        sink.send(line.to_string());
+        let mut line = shard.log_line.borrow_mut();
+        line.clear();
+        access_line(
+            &mut line,
+            &AccessFields {
+                rec,
+                method: &req.head.method,
+                path: req.head.path(),
+                now_ms,
+                consumer,
+                backend,
+                ip: &ip,
+                total,
+                usage,
+            },
+        );
+        sink.send(&line);
+        // A huge line (a long path) does not keep its memory for the rest of the worker's life.
+        if line.capacity() > MAX_KEPT_LINE {
+            *line = Vec::with_capacity(MAX_KEPT_LINE);
+        }
     }
     let completion_op = matches!(
-        rec.operation.as_str(),
+        &*rec.operation,
         "chat/completions" | "completions" | "responses"
     );
     if let (Some(sink), Some(store)) = (&shard.sinks.messages, &cfg.log.messages) {
@@ -205,14 +209,17 @@ pub fn finish(
                 let (t, c2) = cut(t, max);
                 (t, *c || c2)
             });
+            let request_id = log_field(&rec.request_id, MAX_LOG_FIELD_BYTES);
+            let region = rec.region.as_ref().map(|r| String::from_utf8_lossy(r));
+            let region = region.as_deref().map(|r| log_field(r, MAX_LOG_FIELD_BYTES));
             let line = json!({
                 "id": format!("msg-{request_id}"),
                 "timestamp": rfc3339_ms(now_ms),
-                "model": model,
+                "model": log_field(&rec.model, MAX_LOG_FIELD_BYTES),
                 "region": region,
                 "request_id": request_id,
                 "consumer": none_if_empty(consumer),
-                "client_ip": ip,
+                "client_ip": ip.as_str(),
                 "operation": rec.operation,
                 "stream": rec.stream,
                 "request": body,
@@ -223,8 +230,101 @@ pub fn finish(
                 "completion_tokens": usage.completion_tokens,
                 "total_tokens": usage.total_tokens,
             });
-            sink.send(line.to_string());
+            sink.send(line.to_string().as_bytes());
         }
+    }
+}
+
+/// Labels of a token series at most: `type` and one per dimension kind.
+const MAX_TOKEN_LABELS: usize = 6;
+/// The access-log line buffer a worker keeps between requests (a longer line's is let go).
+const MAX_KEPT_LINE: usize = 8 * 1024;
+
+/// What one access-log line says.
+struct AccessFields<'a> {
+    rec: &'a Record<'a>,
+    method: &'a [u8],
+    path: &'a str,
+    now_ms: u64,
+    consumer: &'a str,
+    backend: &'a str,
+    ip: &'a str,
+    total: Duration,
+    usage: Usage,
+}
+
+/// Write the access-log line into `out`: one JSON object, its keys in sorted order (as the
+/// `serde_json` map it replaces wrote them), values escaped by `serde_json` itself. No
+/// allocation once `out` is warm (a field with control characters is cleaned into a copy).
+fn access_line(out: &mut Vec<u8>, f: &AccessFields<'_>) {
+    let rec = f.rec;
+    let method = String::from_utf8_lossy(f.method);
+    let mut j = JsonLine::new(out);
+    j.num("attempts", rec.attempts as u64);
+    j.opt_str("backend", f.backend);
+    j.str("client_ip", f.ip);
+    j.num("completion_tokens", f.usage.completion_tokens);
+    // null, not "", when there is none: a log query can tell "no consumer" apart.
+    j.opt_str("consumer", f.consumer);
+    j.str("method", &log_field(&method, MAX_LOG_FIELD_BYTES));
+    j.str("model", &log_field(&rec.model, MAX_LOG_FIELD_BYTES));
+    // The LLM operation (`chat/completions`) or `route:NAME`; "" for an unknown path.
+    j.str("operation", &log_field(&rec.operation, MAX_LOG_PATH_BYTES));
+    let overhead = f.total.saturating_sub(rec.upstream_wait);
+    j.num("overhead_us", overhead.as_micros() as u64);
+    j.str("path", &log_field(f.path, MAX_LOG_PATH_BYTES));
+    j.num("prompt_tokens", f.usage.prompt_tokens);
+    j.str(
+        "request_id",
+        &log_field(&rec.request_id, MAX_LOG_FIELD_BYTES),
+    );
+    j.num("status", u64::from(rec.status));
+    j.value("stream", &rec.stream);
+    j.key("time");
+    j.0.push(b'"');
+    write_rfc3339_ms(j.0, f.now_ms);
+    j.0.push(b'"');
+    j.value("total_ms", &millis(f.total));
+    j.num("total_tokens", f.usage.total_tokens);
+    j.value("upstream_ms", &millis(rec.upstream_wait));
+    j.0.push(b'}');
+}
+
+/// Writes one flat JSON object member by member.
+struct JsonLine<'a>(&'a mut Vec<u8>, bool);
+
+impl<'a> JsonLine<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        JsonLine(out, true)
+    }
+
+    fn key(&mut self, k: &str) {
+        self.0.push(if self.1 { b'{' } else { b',' });
+        self.1 = false;
+        self.0.push(b'"');
+        self.0.extend_from_slice(k.as_bytes());
+        self.0.extend_from_slice(b"\":");
+    }
+
+    fn value<T: serde::Serialize + ?Sized>(&mut self, k: &str, v: &T) {
+        self.key(k);
+        // Writing into a Vec cannot fail, and these values always serialize.
+        let _ = serde_json::to_writer(&mut *self.0, v);
+    }
+
+    fn str(&mut self, k: &str, v: &str) {
+        self.value(k, v);
+    }
+
+    /// `null` for "".
+    fn opt_str(&mut self, k: &str, v: &str) {
+        self.value(k, &none_if_empty(v));
+    }
+
+    fn num(&mut self, k: &str, v: u64) {
+        self.key(k);
+        self.0
+            .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
 }
 
@@ -287,20 +387,5 @@ fn cut(s: &str, max: usize) -> (&str, bool) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_fields_are_capped_and_cleaned() {
-        assert!(matches!(log_field("gpt-4o", 256), Cow::Borrowed("gpt-4o")));
-        let huge = format!("m\r\n{{\"x\":1}}\u{1b}[2J\u{9b}{}", "é".repeat(1 << 16));
-        let f = log_field(&huge, MAX_LOG_FIELD_BYTES);
-        assert!(f.len() <= MAX_LOG_FIELD_BYTES && f.len() > MAX_LOG_FIELD_BYTES - 4);
-        assert!(!f.chars().any(char::is_control), "{f:?}");
-        assert!(f.starts_with("m\u{fffd}\u{fffd}{\"x\":1}\u{fffd}[2J\u{fffd}é"));
-        // As a JSON line: one line, bounded.
-        let line = json!({ "model": f }).to_string();
-        assert!(!line.contains('\n') && line.len() < 2 * MAX_LOG_FIELD_BYTES);
-        assert_eq!(cut("héllo", 2), ("h", true));
-    }
-}
+#[path = "record_tests.rs"]
+mod tests;

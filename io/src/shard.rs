@@ -10,10 +10,11 @@ use aigw_core::config::{Config, Dialect};
 use arc_swap::ArcSwap;
 
 use crate::admission::{Limiters, Policy};
+use crate::bufpool::BufPool;
 use crate::control::Shutdown;
 use crate::health::HealthRegistry;
 use crate::metrics::LocalMetrics;
-use crate::record::Sinks;
+use crate::record::{RequestId, Sinks};
 use crate::tls::{TlsClients, Transport};
 use crate::upstream::UpstreamPools;
 use crate::workers::Shared;
@@ -105,6 +106,13 @@ fn backend_key(b: &aigw_core::config::Backend) -> String {
     key
 }
 
+/// Size of a worker's reusable head buffers: a head with a small body behind it (a request's up to
+/// `aigw_core::request::COALESCE_MAX`, an answer's up to the same 16 KiB) and room to spare.
+const HEAD_BUFFER: usize = 20 * 1024;
+/// Head buffers a worker keeps: two per request in flight (upstream and client head) for a few
+/// requests at once; under more concurrency the extra ones are allocated and freed.
+const HEAD_BUFFERS: usize = 8;
+
 /// One worker's state.
 pub struct Shard {
     /// Worker index.
@@ -127,6 +135,10 @@ pub struct Shard {
     pub sinks: Arc<Sinks>,
     /// Which backend holds each stored response.
     pub affinity: Arc<aigw_core::request::Affinity>,
+    /// Buffers for the heads this worker writes, reused from request to request.
+    pub bufs: BufPool,
+    /// The access-log line being written, reused from request to request.
+    pub log_line: RefCell<Vec<u8>>,
     rng: Cell<u64>,
     requests: Cell<u64>,
     seed: u64,
@@ -165,6 +177,8 @@ impl Shard {
             sinks,
             tls,
             affinity: shared.affinity.clone(),
+            bufs: BufPool::new(HEAD_BUFFER, HEAD_BUFFERS),
+            log_line: RefCell::new(Vec::new()),
             rng: Cell::new(seed | 1),
             requests: Cell::new(0),
             seed,
@@ -189,10 +203,10 @@ impl Shard {
     }
 
     /// A new request id: unique per process run without any shared counter.
-    pub fn next_request_id(&self) -> String {
+    pub fn next_request_id(&self) -> RequestId {
         let n = self.requests.get() + 1;
         self.requests.set(n);
-        format!("{:016x}{:016x}", self.seed, n)
+        RequestId::format(format_args!("{:016x}{:016x}", self.seed, n))
     }
 
     /// A cheap per-worker pseudo-random number in 0..1 (xorshift over the request counter).

@@ -248,9 +248,14 @@ impl UpstreamPools {
         // scanned) is not kept idle, one per pooled connection.
         conn.conn.shrink();
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(key.to_string()).or_default();
-        if list.len() < max_idle {
-            list.push(conn);
+        // The key is copied only the first time a backend's list is made (lists are kept even
+        // when empty, so that is once per backend and config).
+        if let Some(list) = idle.get_mut(key) {
+            if list.len() < max_idle {
+                list.push(conn);
+            }
+        } else if max_idle > 0 {
+            idle.insert(key.to_string(), vec![conn]);
         }
     }
 
@@ -262,7 +267,6 @@ impl UpstreamPools {
         for list in idle.values_mut() {
             list.retain(|c| c.idle_since.elapsed() < idle_timeout && c.conn.io.quiet());
         }
-        idle.retain(|_, list| !list.is_empty());
     }
 
     /// Drop idle connections of backends whose key is not in `keep` (after a reload).

@@ -2,6 +2,7 @@
 
 mod chunked;
 mod encode;
+mod headers;
 mod request;
 mod response;
 
@@ -10,6 +11,8 @@ pub use encode::{
     encode_chunk_header, is_hop_by_hop, is_safe_target, is_safe_value, is_token, put_header,
     EncodeError, UpstreamHead,
 };
+pub use headers::Headers;
+pub(crate) use headers::{slice_headers, Offsets};
 pub use request::{decode_request_head, HeadLimits, RequestHead};
 pub use response::{decode_response_head, ResponseHead};
 
@@ -153,29 +156,4 @@ pub(crate) fn framing_from_headers(
         (false, false, None) if is_request => BodyFraming::Empty,
         (false, false, None) => BodyFraming::UntilClose,
     })
-}
-
-/// Byte offsets of one header inside the head buffer, recorded while httparse borrows it.
-pub(crate) type HeaderOffsets = (usize, usize, usize, usize);
-
-/// Record where httparse's borrowed headers sit in `base`, so they can be sliced after `freeze`.
-pub(crate) fn header_offsets(base: &[u8], raw: &[httparse::Header<'_>]) -> Vec<HeaderOffsets> {
-    let start = base.as_ptr() as usize;
-    raw.iter()
-        .map(|h| {
-            let n = h.name.as_ptr() as usize - start;
-            let v = h.value.as_ptr() as usize - start;
-            (n, h.name.len(), v, h.value.len())
-        })
-        .collect()
-}
-
-/// Turn recorded offsets into `Bytes` slices of the frozen head (refcount bumps, no copies).
-pub(crate) fn slice_headers(frozen: &Bytes, offs: &[HeaderOffsets]) -> Vec<Header> {
-    offs.iter()
-        .map(|&(n, nl, v, vl)| Header {
-            name: frozen.slice(n..n + nl),
-            value: frozen.slice(v..v + vl),
-        })
-        .collect()
 }

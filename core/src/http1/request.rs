@@ -3,8 +3,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    framing_from_headers, header_offsets, keep_alive, slice_headers, BodyFraming, DecodeError,
-    Header,
+    framing_from_headers, keep_alive, slice_headers, BodyFraming, DecodeError, Headers, Offsets,
 };
 
 /// Limits applied while decoding a request head.
@@ -35,7 +34,7 @@ pub struct RequestHead {
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version_minor: u8,
     /// All headers in order.
-    pub headers: Vec<Header>,
+    pub headers: Headers,
     /// How the body is delimited.
     pub framing: BodyFraming,
     /// Whether the connection may serve another request after this one.
@@ -118,7 +117,7 @@ pub fn decode_request_head(
     let target = req.path.unwrap_or("");
     let m_off = (method.as_ptr() as usize - start, method.len());
     let t_off = (target.as_ptr() as usize - start, target.len());
-    let offs = header_offsets(base, req.headers);
+    let offs = Offsets::record(base, req.headers);
 
     let frozen = buf.split_to(head_len).freeze();
     let headers = slice_headers(&frozen, &offs);

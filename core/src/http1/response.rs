@@ -3,8 +3,8 @@
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    framing_from_headers, header_offsets, keep_alive, slice_headers, BodyFraming, DecodeError,
-    Header,
+    framing_from_headers, keep_alive, slice_headers, BodyFraming, DecodeError, Header, Headers,
+    Offsets,
 };
 
 /// Most headers accepted from an upstream.
@@ -20,7 +20,7 @@ pub struct ResponseHead {
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version_minor: u8,
     /// All headers in order.
-    pub headers: Vec<Header>,
+    pub headers: Headers,
     /// How the body is delimited.
     pub framing: BodyFraming,
     /// Whether the upstream connection can be reused after the body.
@@ -75,7 +75,7 @@ pub fn decode_response_head(
     let reason = res.reason.unwrap_or("");
     let r_off = (reason.as_ptr() as usize).saturating_sub(base.as_ptr() as usize);
     let r_len = reason.len();
-    let offs = header_offsets(base, res.headers);
+    let offs = Offsets::record(base, res.headers);
     let frozen = buf.split_to(head_len).freeze();
     let headers = slice_headers(&frozen, &offs);
     let reason = if r_len == 0 {

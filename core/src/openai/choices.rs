@@ -1,16 +1,97 @@
 //! Typed, borrowing and lenient reading of a response's `choices` texts: the usage tap runs this on
-//! every response, so it builds no `serde_json::Value` trees and copies no strings without escapes.
+//! every response and every SSE event, so it builds no `serde_json::Value` trees, copies no keys
+//! and no strings without escapes, and keeps one text inline: an event costs no allocation.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+
+/// Texts in order: the first inline, the rest (a response with several choices or parts) in a
+/// `Vec`, so the common single text costs no allocation.
+#[derive(Debug, Default)]
+pub(crate) struct Texts<'a> {
+    first: Option<Cow<'a, str>>,
+    rest: Vec<Cow<'a, str>>,
+}
+
+impl<'a> Texts<'a> {
+    pub(crate) fn push(&mut self, t: Cow<'a, str>) {
+        if self.first.is_none() {
+            self.first = Some(t);
+        } else {
+            self.rest.push(t);
+        }
+    }
+
+    pub(crate) fn extend(&mut self, ts: Texts<'a>) {
+        for t in ts.into_iter() {
+            self.push(t);
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Cow<'a, str>> {
+        self.first.iter().chain(&self.rest)
+    }
+
+    pub(crate) fn into_iter(self) -> impl Iterator<Item = Cow<'a, str>> {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
+/// An object key matched against the names a visitor reads, without being copied: the index of
+/// the name it equals, or `None` for any other key. (`Cow<str>` keys would be built as owned
+/// `String`s by serde, one allocation per key.)
+pub(crate) struct KeyOf(pub(crate) &'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for KeyOf {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        struct V(&'static [&'static str]);
+        impl<'de> Visitor<'de> for V {
+            type Value = Option<usize>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(self.0.iter().position(|n| *n == v))
+            }
+        }
+        d.deserialize_str(V(self.0))
+    }
+}
+
+/// A value skipped one level at a time: each element of an array and each member of an object
+/// is skipped on its own. serde_json's skipper keeps a stack of the brackets it is inside, which
+/// it allocates (once per parse) as soon as a skipped value nests two deep; a value whose members
+/// nest only one deep (Azure's `content_filter_results`, chat `messages`) then costs nothing.
+pub(crate) struct Shallow;
+
+impl<'de> Deserialize<'de> for Shallow {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Shallow;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                drain_map(map).map(|_| Shallow)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                drain_seq(seq).map(|_| Shallow)
+            }
+            other_scalars!(Shallow);
+        }
+        d.deserialize_any(V)
+    }
+}
 
 /// The text of each choice, in order: `delta.content`, else `message.content`, else `text`.
 /// Anything of another shape (a non-array, a non-object choice, non-string content) is skipped.
 #[derive(Debug, Default)]
-pub(crate) struct ChoiceTexts<'a>(pub(crate) Vec<Cow<'a, str>>);
+pub(crate) struct ChoiceTexts<'a>(pub(crate) Texts<'a>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for ChoiceTexts<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -21,9 +102,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for ChoiceTexts<'a> {
                 f.write_str("choices")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
+                let mut out = Texts::default();
                 while let Some(c) = seq.next_element::<ChoiceText<'de>>()? {
-                    out.extend(c.0);
+                    if let Some(t) = c.0 {
+                        out.push(t);
+                    }
                 }
                 Ok(ChoiceTexts(out))
             }
@@ -49,13 +132,13 @@ impl<'de> Deserialize<'de> for ChoiceText<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let (mut delta, mut message, mut text) = (None, None, None);
-                while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-                    match &*k {
-                        "delta" => delta = map.next_value::<Content<'de>>()?.0,
-                        "message" => message = map.next_value::<Content<'de>>()?.0,
-                        "text" => text = map.next_value::<Lenient<'de>>()?.0,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
+                while let Some(k) = map.next_key_seed(KeyOf(&["delta", "message", "text"]))? {
+                    match k {
+                        Some(0) => delta = map.next_value::<Content<'de>>()?.0,
+                        Some(1) => message = map.next_value::<Content<'de>>()?.0,
+                        Some(_) => text = map.next_value::<Lenient<'de>>()?.0,
+                        None => {
+                            map.next_value::<Shallow>()?;
                         }
                     }
                 }
@@ -83,11 +166,11 @@ impl<'de> Deserialize<'de> for Content<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut content = None;
-                while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-                    if k == "content" {
+                while let Some(k) = map.next_key_seed(KeyOf(&["content"]))? {
+                    if k.is_some() {
                         content = map.next_value::<Lenient<'de>>()?.0;
                     } else {
-                        map.next_value::<IgnoredAny>()?;
+                        map.next_value::<Shallow>()?;
                     }
                 }
                 Ok(Content(content))
@@ -180,6 +263,11 @@ mod tests {
             .into_iter()
             .map(|c| c.into_owned())
             .collect()
+    }
+
+    #[test]
+    fn keys_with_escapes_still_match() {
+        assert_eq!(texts(r#"[{"d\u0065lta":{"c\u006fntent":"x"}}]"#), ["x"]);
     }
 
     #[test]

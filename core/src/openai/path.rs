@@ -162,6 +162,12 @@ fn forwarded_query(query: &str) -> impl Iterator<Item = &str> {
 /// The path and query to send `backend` for a request of `path` about `model`.
 pub fn backend_target(backend: &Backend, path: &ApiPath<'_>, model: &str) -> String {
     let mut out = String::with_capacity(64 + path.query.len());
+    backend_target_into(&mut out, backend, path, model);
+    out
+}
+
+/// [`backend_target`] appended to `out` (a buffer the caller reuses).
+pub fn backend_target_into(out: &mut String, backend: &Backend, path: &ApiPath<'_>, model: &str) {
     out.push_str(&backend.base_path);
     let mut sep = '?';
     match backend.dialect {
@@ -192,7 +198,6 @@ pub fn backend_target(backend: &Backend, path: &ApiPath<'_>, model: &str) -> Str
         out.push_str(kv);
         sep = '&';
     }
-    out
 }
 
 #[cfg(test)]

@@ -55,6 +55,11 @@ struct RawPeek<'a> {
     /// is one it cannot place, so anything but a string or `null` is refused.
     #[serde(borrow, default, deserialize_with = "str_or_null")]
     previous_response_id: Option<Cow<'a, str>>,
+    /// Not read: skipped one message at a time, which costs serde_json no allocation (skipped
+    /// whole, an array of objects would; see `Shallow`).
+    #[serde(default)]
+    #[allow(dead_code)]
+    messages: Option<crate::openai::choices::Shallow>,
 }
 
 #[derive(Deserialize)]

@@ -5,16 +5,16 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::choices::{drain_map, drain_seq, other_scalars, Lenient};
+use super::choices::{drain_map, drain_seq, other_scalars, KeyOf, Lenient, Shallow, Texts};
+use super::counts::UsageCounts;
 
 /// The `text` of every `output_text` part of every `message` item in `output`, in order.
 /// Anything of another shape (reasoning items, tool calls, refusals) is skipped.
 #[derive(Debug, Default)]
-pub(crate) struct OutputTexts<'a>(pub(crate) Vec<Cow<'a, str>>);
+pub(crate) struct OutputTexts<'a>(pub(crate) Texts<'a>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for OutputTexts<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -25,7 +25,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for OutputTexts<'a> {
                 f.write_str("output items")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
+                let mut out = Texts::default();
                 while let Some(item) = seq.next_element::<Item<'de>>()? {
                     out.extend(item.0);
                 }
@@ -42,7 +42,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for OutputTexts<'a> {
 
 /// One output item: its `output_text` parts when it is a message (`content` read whatever
 /// `type` says: a non-message item has no `output_text` parts).
-struct Item<'a>(Vec<Cow<'a, str>>);
+struct Item<'a>(Texts<'a>);
 
 impl<'de> Deserialize<'de> for Item<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -53,27 +53,27 @@ impl<'de> Deserialize<'de> for Item<'de> {
                 f.write_str("an output item")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut texts = Vec::new();
-                while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-                    if k == "content" {
+                let mut texts = Texts::default();
+                while let Some(k) = map.next_key_seed(KeyOf(&["content"]))? {
+                    if k.is_some() {
                         texts = map.next_value::<Parts<'de>>()?.0;
                     } else {
-                        map.next_value::<IgnoredAny>()?;
+                        map.next_value::<Shallow>()?;
                     }
                 }
                 Ok(Item(texts))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                drain_seq(seq).map(|_| Item(Vec::new()))
+                drain_seq(seq).map(|_| Item(Texts::default()))
             }
-            other_scalars!(Item(Vec::new()));
+            other_scalars!(Item(Texts::default()));
         }
         d.deserialize_any(V)
     }
 }
 
 /// A message's `content` parts: the `text` of those whose `type` is `output_text`.
-struct Parts<'a>(Vec<Cow<'a, str>>);
+struct Parts<'a>(Texts<'a>);
 
 impl<'de> Deserialize<'de> for Parts<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -84,16 +84,18 @@ impl<'de> Deserialize<'de> for Parts<'de> {
                 f.write_str("content parts")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
+                let mut out = Texts::default();
                 while let Some(p) = seq.next_element::<Part<'de>>()? {
-                    out.extend(p.0);
+                    if let Some(t) = p.0 {
+                        out.push(t);
+                    }
                 }
                 Ok(Parts(out))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                drain_map(map).map(|_| Parts(Vec::new()))
+                drain_map(map).map(|_| Parts(Texts::default()))
             }
-            other_scalars!(Parts(Vec::new()));
+            other_scalars!(Parts(Texts::default()));
         }
         d.deserialize_any(V)
     }
@@ -112,12 +114,12 @@ impl<'de> Deserialize<'de> for Part<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let (mut kind, mut text) = (None, None);
-                while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-                    match &*k {
-                        "type" => kind = map.next_value::<Lenient<'de>>()?.0,
-                        "text" => text = map.next_value::<Lenient<'de>>()?.0,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
+                while let Some(k) = map.next_key_seed(KeyOf(&["type", "text"]))? {
+                    match k {
+                        Some(0) => kind = map.next_value::<Lenient<'de>>()?.0,
+                        Some(_) => text = map.next_value::<Lenient<'de>>()?.0,
+                        None => {
+                            map.next_value::<Shallow>()?;
                         }
                     }
                 }
@@ -139,7 +141,7 @@ impl<'de> Deserialize<'de> for Part<'de> {
 #[derive(Debug, Default)]
 pub(crate) struct EventResponse<'a> {
     pub(crate) id: Option<Cow<'a, str>>,
-    pub(crate) usage: Option<Value>,
+    pub(crate) usage: Option<UsageCounts>,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for EventResponse<'a> {
@@ -152,12 +154,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for EventResponse<'a> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = EventResponse::default();
-                while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-                    match &*k {
-                        "id" => out.id = map.next_value::<Lenient<'de>>()?.0,
-                        "usage" => out.usage = Some(map.next_value::<Value>()?),
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
+                while let Some(k) = map.next_key_seed(KeyOf(&["id", "usage"]))? {
+                    match k {
+                        Some(0) => out.id = map.next_value::<Lenient<'de>>()?.0,
+                        Some(_) => out.usage = Some(map.next_value::<UsageCounts>()?),
+                        None => {
+                            map.next_value::<Shallow>()?;
                         }
                     }
                 }
@@ -186,11 +188,13 @@ mod tests {
                 {"type":"output_text","text":"\"world\""}]},
             {"type":"function_call","arguments":"{}"}, 5, null, [1], {"content":"x"}]"#;
         let t = serde_json::from_str::<OutputTexts<'_>>(json).unwrap();
-        assert_eq!(t.0, ["Hello ", "\"world\""]);
+        assert_eq!(t.0.iter().collect::<Vec<_>>(), ["Hello ", "\"world\""]);
         assert!(serde_json::from_str::<OutputTexts<'_>>("{}")
             .unwrap()
             .0
-            .is_empty());
+            .iter()
+            .next()
+            .is_none());
     }
 
     #[test]
@@ -200,7 +204,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.id.as_deref(), Some("resp_1"));
-        assert_eq!(r.usage.unwrap()["input_tokens"], 3);
+        assert_eq!(
+            r.usage.and_then(|u| u.usage()).map(|u| u.prompt_tokens),
+            Some(3)
+        );
         let r: EventResponse<'_> = serde_json::from_str(r#"{"id":5}"#).unwrap();
         assert_eq!(r.id, None);
         assert!(serde_json::from_str::<EventResponse<'_>>("null").is_ok());

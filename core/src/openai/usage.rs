@@ -3,9 +3,9 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::choices::{ChoiceTexts, Lenient};
+use super::counts::UsageCounts;
 use super::responses::{EventResponse, OutputTexts};
 use super::tap::Undecoded;
 use crate::tokens;
@@ -102,8 +102,9 @@ pub(crate) struct Reader {
 /// Where the tap is in the body.
 #[derive(Debug)]
 enum Mode {
-    /// Not told SSE: the first non-whitespace bytes (at most 6) decide between JSON and SSE.
-    Sniff(Vec<u8>),
+    /// Not told SSE: the first non-whitespace bytes (at most 6, kept inline) decide between JSON
+    /// and SSE.
+    Sniff([u8; 6], usize),
     /// A JSON body buffered whole; `over` once it passed the limit (the buffer is then dropped).
     Json { buf: Vec<u8>, over: bool },
     /// An SSE stream: the unfinished last line, or skipping the rest of an over-long one.
@@ -131,7 +132,7 @@ impl Reader {
             mode: if sse {
                 Mode::sse()
             } else {
-                Mode::Sniff(Vec::new())
+                Mode::Sniff([0; 6], 0)
             },
             max_json: max_json_bytes,
             stream: sse,
@@ -167,7 +168,7 @@ impl Reader {
         let mut found = self.found;
         match self.mode {
             // Still undecided: at most a few bytes that start like SSE but are not; nothing to find.
-            Mode::Sniff(_) => {}
+            Mode::Sniff(..) => {}
             Mode::Json { over: true, .. } => found.truncated = true,
             Mode::Json { buf, over: false } => {
                 if let Some(doc) = parse(&buf) {
@@ -192,43 +193,49 @@ impl Reader {
 
     /// While sniffing, takes bytes until JSON or SSE is decided (then replays them); returns the rest.
     fn sniff<'a>(&mut self, mut data: &'a [u8]) -> &'a [u8] {
-        let Mode::Sniff(head) = &mut self.mode else {
+        let Mode::Sniff(buf, len) = &mut self.mode else {
             return data;
         };
-        if head.is_empty() {
+        if *len == 0 {
             data = data.trim_ascii_start();
         }
         let sse = loop {
+            let head = &buf[..*len];
             if SSE_STARTS.iter().any(|s| head.starts_with(s)) {
                 break true;
             }
             if !SSE_STARTS.iter().any(|s| s.starts_with(head)) {
                 break false;
             }
+            // Still a prefix of a start (so shorter than the longest, 6 bytes): take one more.
             let Some((&b, rest)) = data.split_first() else {
                 return data;
             };
-            head.push(b);
+            buf[*len] = b;
+            *len += 1;
             data = rest;
         };
-        let head = std::mem::take(head);
+        let (buf, len) = (*buf, *len);
+        let head = &buf[..len];
         self.mode = if sse {
             Mode::sse()
         } else {
+            // Room for what is known so far, so a body that came in one piece is copied once.
+            let first = (head.len() + data.len()).min(self.max_json);
             Mode::Json {
-                buf: Vec::new(),
+                buf: Vec::with_capacity(first),
                 over: false,
             }
         };
         self.stream = sse;
-        self.feed_decided(&head);
+        self.feed_decided(head);
         data
     }
 
     /// Feeds bytes once the body kind is known.
     fn feed_decided(&mut self, data: &[u8]) {
         match &mut self.mode {
-            Mode::Sniff(_) => {}
+            Mode::Sniff(..) => {}
             Mode::Json { over: true, .. } => {}
             Mode::Json { buf, over } => {
                 if buf.len().saturating_add(data.len()) > self.max_json {
@@ -296,12 +303,12 @@ impl Found {
     /// completions carry both in `usage` and `choices`; a Responses object in `usage` and
     /// `output`, its stream in `response.usage` and `response.output_text.delta` events.
     fn take(&mut self, doc: Doc<'_>) {
-        if let Some(u) = doc.usage.as_ref().and_then(usage_of) {
+        if let Some(u) = doc.usage.as_ref().and_then(UsageCounts::usage) {
             self.usage = Some(u);
         }
         let kind = doc.kind.and_then(|k| k.0);
         if let Some(r) = doc.response {
-            if let Some(u) = r.usage.as_ref().and_then(usage_of) {
+            if let Some(u) = r.usage.as_ref().and_then(UsageCounts::usage) {
                 self.usage = Some(u);
             }
             if self.response_id.is_none() {
@@ -312,10 +319,10 @@ impl Found {
         {
             self.response_id = doc.id.and_then(|i| i.0).map(Cow::into_owned);
         }
-        for t in doc.choices.iter().flat_map(|c| &c.0) {
+        for t in doc.choices.iter().flat_map(|c| c.0.iter()) {
             self.push_text(t);
         }
-        for t in doc.output.iter().flat_map(|c| &c.0) {
+        for t in doc.output.iter().flat_map(|c| c.0.iter()) {
             self.push_text(t);
         }
         if kind.as_deref() == Some("response.output_text.delta") {
@@ -344,38 +351,6 @@ impl Found {
     }
 }
 
-/// A `usage` object with at least one token count; the total defaults to prompt + completion.
-/// The Responses API names them `input_tokens` and `output_tokens`.
-fn usage_of(v: &Value) -> Option<Usage> {
-    let o = v.as_object()?;
-    let n = |key: &str| o.get(key).and_then(count_of);
-    let (p, c, t) = (
-        n("prompt_tokens").or_else(|| n("input_tokens")),
-        n("completion_tokens").or_else(|| n("output_tokens")),
-        n("total_tokens"),
-    );
-    if p.is_none() && c.is_none() && t.is_none() {
-        return None;
-    }
-    let (p, c) = (p.unwrap_or(0), c.unwrap_or(0));
-    Some(Usage {
-        prompt_tokens: p,
-        completion_tokens: c,
-        total_tokens: t.unwrap_or(p.saturating_add(c)),
-    })
-}
-
-/// A token count: a non-negative number (fractions dropped) or a decimal string.
-fn count_of(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(n) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
 /// The first JSON value in `bytes` (trailing bytes ignored), when it is an object.
 fn parse(bytes: &[u8]) -> Option<Doc<'_>> {
     if bytes.trim_ascii_start().first() != Some(&b'{') {
@@ -390,7 +365,9 @@ fn parse(bytes: &[u8]) -> Option<Doc<'_>> {
 /// The parts of a response object the tap reads; everything else is skipped unparsed.
 #[derive(Default, Deserialize)]
 struct Doc<'a> {
-    usage: Option<Value>,
+    /// Read into its counts (no `Value` tree); present only on the answer or event that has it.
+    #[serde(default)]
+    usage: Option<UsageCounts>,
     #[serde(borrow, default)]
     choices: Option<ChoiceTexts<'a>>,
     /// A Responses SSE event's type.

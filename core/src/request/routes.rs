@@ -7,7 +7,7 @@
 //! decode what the gateway did not check), and the encoder refuses anything that would break
 //! framing, whoever built it.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{is_plain_segment, UpstreamRequest};
 use crate::config::{Backend, Route, RouteId};
@@ -139,5 +139,5 @@ pub fn route_request(
         client_headers: &head.headers,
         identity_encoding: false,
     };
-    UpstreamRequest::encode(&up, body.clone())
+    UpstreamRequest::encode(BytesMut::new(), &up, body.clone())
 }

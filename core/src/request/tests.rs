@@ -131,6 +131,7 @@ fn upstream_bytes(target: &str, body: &str, backend: &str) -> Result<Vec<u8>, Ga
     let i = inspect_body(&path, &h, &body)?;
     route(&cfg, &i.model, path.operation)?;
     let r = upstream_request(
+        bytes::BytesMut::new(),
         &cfg.backends[backend],
         Some(("api-key", "k")),
         &path,
@@ -170,6 +171,7 @@ fn the_encoder_is_the_second_depth() {
     let path = classify("/v1/chat/completions").unwrap();
     let az = &cfg.backends[backend_id(&cfg, "az")];
     let r = upstream_request(
+        bytes::BytesMut::new(),
         az,
         None,
         &path,

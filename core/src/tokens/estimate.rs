@@ -13,6 +13,9 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use crate::openai::choices::Shallow;
+
+use super::canon::{canon_map, canon_seq};
 use super::{count_with, encoding_for, Encoding, PER_MESSAGE, PER_NAME, REPLY_PRIMING};
 
 /// Estimated prompt tokens of an OpenAI request body for `model`; 0 when the body is not JSON.
@@ -36,7 +39,11 @@ pub fn estimate_prompt(model: &str, body: &[u8]) -> usize {
     }
 }
 
-/// Buffers reused for the whole body: serialized JSON being counted, and one message's fields.
+/// Fields of one message kept inline (role, content, name, tool calls…); more spill to the heap.
+const INLINE_FIELDS: usize = 8;
+
+/// Buffers reused for the whole body: serialized JSON being counted, and the fields of a message
+/// with more than [`INLINE_FIELDS`].
 #[derive(Default)]
 struct Scratch<'de> {
     json: Vec<u8>,
@@ -121,6 +128,9 @@ impl<'de> Walk<'_, 'de> {
     /// The fields of one message: each counted once (the last of a repeated key), `content` as a
     /// [`Kind::Content`], the others as [`Kind::Value`]s, plus [`PER_NAME`] with a `name`.
     fn message<A: MapAccess<'de>>(&mut self, mut map: A) -> Result<usize, A::Error> {
+        // A message's few fields are kept inline; only one with more spills into the scratch Vec.
+        let mut inline: [(Cow<'de, str>, usize); INLINE_FIELDS] = Default::default();
+        let mut len = 0;
         let mut fields = std::mem::take(&mut self.s.fields);
         fields.clear();
         while let Some(Key(k)) = map.next_key()? {
@@ -130,16 +140,35 @@ impl<'de> Walk<'_, 'de> {
                 Kind::Value
             };
             let n = map.next_value_seed(self.child(kind))?;
-            fields.push((k, n));
-        }
-        // A stable sort keeps repeated keys in order: the last of each run is the one kept.
-        fields.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut n = 0;
-        for (i, (k, tokens)) in fields.iter().enumerate() {
-            if fields.get(i + 1).is_some_and(|next| next.0 == *k) {
-                continue;
+            if len < INLINE_FIELDS {
+                inline[len] = (k, n);
+                len += 1;
+            } else {
+                if fields.is_empty() {
+                    fields.extend(inline.iter_mut().map(std::mem::take));
+                }
+                fields.push((k, n));
             }
-            n += tokens + if k == "name" { PER_NAME } else { 0 };
+        }
+        let counted = |k: &str, tokens: usize| tokens + if k == "name" { PER_NAME } else { 0 };
+        let mut n = 0;
+        if fields.is_empty() {
+            // Each key counts once, with its last occurrence: skip any that occurs again later.
+            let inline = &inline[..len];
+            for (i, (k, tokens)) in inline.iter().enumerate() {
+                if !inline[i + 1..].iter().any(|(later, _)| later == k) {
+                    n += counted(k, *tokens);
+                }
+            }
+        } else {
+            // A stable sort keeps repeated keys in order: the last of each run is the one kept.
+            fields.sort_by(|a, b| a.0.cmp(&b.0));
+            for (i, (k, tokens)) in fields.iter().enumerate() {
+                if fields.get(i + 1).is_some_and(|next| next.0 == *k) {
+                    continue;
+                }
+                n += counted(k, *tokens);
+            }
         }
         self.s.fields = fields;
         Ok(n)
@@ -157,7 +186,7 @@ impl<'de> Walk<'_, 'de> {
                 "input" => (4, Kind::Input),
                 "instructions" => (5, Kind::Input),
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Shallow>()?;
                     continue;
                 }
             };
@@ -270,7 +299,7 @@ impl<'de> Visitor<'de> for Walk<'_, 'de> {
 }
 
 /// A map key, borrowed from the body unless it had escapes.
-struct Key<'de>(Cow<'de, str>);
+pub(super) struct Key<'de>(pub(super) Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -289,116 +318,6 @@ impl<'de> Deserialize<'de> for Key<'de> {
         }
         d.deserialize_str(V)
     }
-}
-
-/// Writes a value's compact JSON with object keys sorted and deduplicated (last wins): the text
-/// of `serde_json::Value::to_string` for the same value.
-struct Canon<'b>(&'b mut Vec<u8>);
-
-impl<'de> DeserializeSeed<'de> for Canon<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl Canon<'_> {
-    fn put<T: serde::Serialize + ?Sized, E: de::Error>(self, v: &T) -> Result<(), E> {
-        serde_json::to_writer(self.0, v).map_err(E::custom)
-    }
-}
-
-impl<'de> Visitor<'de> for Canon<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.0.extend_from_slice(b"null");
-        Ok(())
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.put(&v)
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.put(&v)
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.put(&v)
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.put(&v)
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.put(v)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        canon_seq(seq, self.0)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        canon_map(map, self.0)
-    }
-}
-
-/// `[a,b,…]`.
-fn canon_seq<'de, A: SeqAccess<'de>>(mut seq: A, out: &mut Vec<u8>) -> Result<(), A::Error> {
-    out.push(b'[');
-    let mut first = true;
-    loop {
-        let mark = out.len();
-        if !first {
-            out.push(b',');
-        }
-        if seq.next_element_seed(Canon(out))?.is_none() {
-            out.truncate(mark);
-            break;
-        }
-        first = false;
-    }
-    out.push(b']');
-    Ok(())
-}
-
-/// `{"k":v,…}` in key order, each key once with its last value. The values are written in
-/// arrival order first, then the object is reassembled sorted in place of them.
-fn canon_map<'de, A: MapAccess<'de>>(mut map: A, out: &mut Vec<u8>) -> Result<(), A::Error> {
-    let start = out.len();
-    let mut entries: Vec<(Cow<'de, str>, usize, usize)> = Vec::new();
-    while let Some(Key(k)) = map.next_key()? {
-        let from = out.len();
-        map.next_value_seed(Canon(out))?;
-        entries.push((k, from, out.len()));
-    }
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut obj = Vec::with_capacity(out.len() - start + entries.len() * 8 + 2);
-    obj.push(b'{');
-    let mut first = true;
-    for (i, (k, from, to)) in entries.iter().enumerate() {
-        if entries.get(i + 1).is_some_and(|next| next.0 == *k) {
-            continue;
-        }
-        if !first {
-            obj.push(b',');
-        }
-        first = false;
-        serde_json::to_writer(&mut obj, k).map_err(de::Error::custom)?;
-        obj.push(b':');
-        obj.extend_from_slice(out.get(*from..*to).unwrap_or_default());
-    }
-    obj.push(b'}');
-    out.truncate(start);
-    out.extend_from_slice(&obj);
-    Ok(())
 }
 
 #[cfg(test)]

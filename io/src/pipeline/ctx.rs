@@ -1,5 +1,6 @@
 //! The state one request carries through the phases.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use aigw_core::config::{PoolId, RouteId};
@@ -9,7 +10,7 @@ use aigw_core::request::{match_route, Inspected};
 
 use crate::admission::{Admission, RateHeaders};
 use crate::failover::{Tried, Won};
-use crate::record::Record;
+use crate::record::{Record, RequestId};
 use crate::server::Request;
 use crate::shard::{Shard, Snapshot};
 
@@ -44,7 +45,7 @@ pub struct RequestCtx<'r> {
     /// What is left of the caller's quota, when it has one (`x-ratelimit-remaining-quota-tokens`).
     pub quota_left: Option<u64>,
     /// What is known so far, for metrics and logs.
-    pub rec: Record,
+    pub rec: Record<'r>,
     /// The worker's budget for buffered bodies (an answer read whole takes its share).
     pub budget: Option<std::rc::Rc<crate::server::BodyBudget>>,
 }
@@ -61,9 +62,9 @@ impl<'r> RequestCtx<'r> {
             classify(target).ok()
         };
         let operation = match (route, path) {
-            (Some(id), _) => format!("route:{}", routes[id].name),
-            (None, Some(p)) => p.operation.to_string(),
-            (None, None) => String::new(),
+            (Some(id), _) => Cow::Owned(format!("route:{}", routes[id].name)),
+            (None, Some(p)) => Cow::Borrowed(p.operation),
+            (None, None) => Cow::Borrowed(""),
         };
         let rec = Record {
             request_id: request_id(req, shard),
@@ -130,10 +131,7 @@ impl<'r> RequestCtx<'r> {
         self.rec.backend = Some(won.backend);
         self.rec.attempts = won.attempts;
         self.rec.status = won.resp.status;
-        self.rec.region = won
-            .resp
-            .header("x-ms-region")
-            .map(|v| String::from_utf8_lossy(v).into_owned());
+        self.rec.region = won.resp.header("x-ms-region").cloned();
     }
 }
 
@@ -141,14 +139,16 @@ impl<'r> RequestCtx<'r> {
 const MAX_REQUEST_ID: usize = 200;
 
 /// The client's `x-request-id` when it is short visible ASCII, else a fresh one.
-fn request_id(req: &Request, shard: &Shard) -> String {
+fn request_id(req: &Request, shard: &Shard) -> RequestId {
     match req.head.header("x-request-id") {
         Some(v)
             if !v.is_empty()
                 && v.len() <= MAX_REQUEST_ID
                 && v.iter().all(|&b| (0x21..=0x7e).contains(&b)) =>
         {
-            String::from_utf8_lossy(v).into_owned()
+            // Visible ASCII is UTF-8, and at most MAX_REQUEST_ID bytes fit a `RequestId`.
+            let id = std::str::from_utf8(v).ok().and_then(RequestId::copy_of);
+            id.unwrap_or_else(|| shard.next_request_id())
         }
         _ => shard.next_request_id(),
     }

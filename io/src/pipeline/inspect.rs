@@ -21,7 +21,8 @@ pub(super) fn on_body(ctx: &mut RequestCtx<'_>) -> Result<(), GatewayError> {
     }
     let req = ctx.req;
     let inspected = inspect_body(&path, &req.head, &req.body)?;
-    ctx.rec.model = inspected.model.to_string();
+    // Borrowed from the body (a copy only when the JSON string had escapes).
+    ctx.rec.model = inspected.model.clone();
     ctx.rec.stream = inspected.stream;
     ctx.body = Some(inspected);
     Ok(())

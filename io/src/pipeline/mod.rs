@@ -118,7 +118,7 @@ impl Service for Gateway {
     }
 
     fn request_id(&self) -> Option<String> {
-        Some(self.shard.next_request_id())
+        Some(self.shard.next_request_id().to_string())
     }
 
     async fn call<S: ClientIo>(&self, pre: Pre, req: Request, conn: &mut Conn<S>) -> bool {

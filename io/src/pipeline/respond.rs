@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use aigw_core::error::GatewayError;
 use aigw_core::http1::BodyFraming;
 use aigw_core::openai::{is_accounted, Tapped, UsageTap};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::{stored, RequestCtx};
 use crate::admission::QUOTA_HEADER;
 use crate::conn::Conn;
-use crate::failover::{client_head, Won};
+use crate::failover::Won;
 use crate::relay::{relay_body, RelayEnd, RelayMode};
 use crate::server::{send_error_with, BodyPermit};
 use crate::whole::{read_whole, Whole};
@@ -143,21 +143,35 @@ fn account(ctx: &mut RequestCtx<'_>, mut tapped: Tapped, ok: bool) {
     ctx.rec.reply = Some((tapped.text, tapped.text_truncated));
 }
 
-/// The client's head for `won`, with the caller's rate-limit headers as `ctx` holds them.
-fn head_for(ctx: &RequestCtx<'_>, won: &Won, dechunk: bool) -> bytes::BytesMut {
+/// The client's head for `won`, with the caller's rate-limit headers as `ctx` holds them, in a
+/// buffer of the worker's with room for `body` more bytes behind it.
+fn head_for(ctx: &RequestCtx<'_>, won: &Won, dechunk: bool, body: usize) -> BytesMut {
     let mut q = itoa::Buffer::new();
-    let mut rate_refs: Vec<(&str, &[u8])> = ctx
-        .rate
-        .iter()
-        .flatten()
-        .map(|(k, v)| (*k, v.as_bytes()))
-        .collect();
+    let mut rate: [(&str, &[u8]); MAX_RATE_HEADERS] = [("", b""); MAX_RATE_HEADERS];
+    let mut n = 0;
+    for (k, v) in ctx.rate.iter().flatten() {
+        rate[n] = (k, v.as_bytes());
+        n += 1;
+    }
     if let Some(left) = ctx.quota_left {
-        rate_refs.push((QUOTA_HEADER, q.format(left).as_bytes()));
+        rate[n] = (QUOTA_HEADER, q.format(left).as_bytes());
+        n += 1;
     }
     let name = &ctx.snap.cfg.backends[won.backend].name;
-    client_head(won, name, &ctx.rec.request_id, &rate_refs, dechunk)
+    let mut out = ctx.shard.bufs.take(HEAD_ROOM + body);
+    client_head(
+        &mut out,
+        won,
+        name,
+        &ctx.rec.request_id,
+        &rate[..n],
+        dechunk,
+    );
+    out
 }
+
+/// Room a client head is expected to need (a larger one grows its buffer).
+const HEAD_ROOM: usize = 2048;
 
 /// Send a body read whole, framed by its length, behind its head.
 async fn send_whole<S: AsyncReadRent + AsyncWriteRent>(
@@ -169,7 +183,7 @@ async fn send_whole<S: AsyncReadRent + AsyncWriteRent>(
     if won.resp.framing == BodyFraming::Chunked {
         won.resp.framing = BodyFraming::Length(body.len() as u64);
     }
-    let mut out = head_for(ctx, &won, false);
+    let mut out = head_for(ctx, &won, false, body.len().min(COALESCE_MAX));
     // The upstream answer was read to its end: its connection is reusable whatever the client does.
     if won.resp.keep_alive && won.up.conn.buf.is_empty() {
         let g = &ctx.snap.cfg.gateway;
@@ -235,7 +249,7 @@ pub(super) async fn relay_plain<S: AsyncReadRent + AsyncWriteRent>(
     let g = &snap.cfg.gateway;
     // An HTTP/1.0 client cannot read chunked framing: it gets the data, ended by a close.
     let dechunk = ctx.req.head.version_minor == 0 && won.resp.framing == BodyFraming::Chunked;
-    let head_out = head_for(ctx, &won, dechunk);
+    let head_out = head_for(ctx, &won, dechunk, 0);
     let end = relay_body(
         conn,
         &mut won.up,
@@ -266,3 +280,48 @@ pub(super) async fn relay_plain<S: AsyncReadRent + AsyncWriteRent>(
         RelayEnd::UpstreamFailed | RelayEnd::ClientGone => false,
     }
 }
+
+/// The head sent to the client for a won response, written into `out`; `rate` (the caller's own
+/// rate-limit headers, at most [`MAX_RATE_HEADERS`]) replaces the backend's headers of the same
+/// names. With `dechunk` (an HTTP/1.0 client and a chunked body) the body goes out unframed and
+/// the connection closes after it.
+fn client_head(
+    out: &mut BytesMut,
+    won: &Won,
+    backend_name: &str,
+    request_id: &str,
+    rate: &[(&str, &[u8])],
+    dechunk: bool,
+) {
+    const FIXED: usize = 3;
+    let rate = &rate[..rate.len().min(MAX_RATE_HEADERS)];
+    let n = FIXED + rate.len();
+    let mut attempts = itoa::Buffer::new();
+    let mut replace = [
+        "x-request-id",
+        "x-aigw-backend",
+        "x-aigw-attempts",
+        "",
+        "",
+        "",
+        "",
+    ];
+    let mut extra: [(&str, &[u8]); FIXED + MAX_RATE_HEADERS] = [
+        ("x-request-id", request_id.as_bytes()),
+        ("x-aigw-backend", backend_name.as_bytes()),
+        ("x-aigw-attempts", attempts.format(won.attempts).as_bytes()),
+        ("", b""),
+        ("", b""),
+        ("", b""),
+        ("", b""),
+    ];
+    for (i, (k, v)) in rate.iter().enumerate() {
+        replace[FIXED + i] = k;
+        extra[FIXED + i] = (k, v);
+    }
+    won.resp
+        .encode_for_client(out, &replace[..n], &extra[..n], dechunk);
+}
+
+/// Most rate-limit headers a client head carries (three of the bucket, one of the quota).
+const MAX_RATE_HEADERS: usize = 4;
