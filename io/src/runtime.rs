@@ -70,11 +70,14 @@ pub struct UringSetup {
 }
 
 impl UringSetup {
-    /// The flags aigw runs with when `AIGW_URING_SETUP` is unset.
+    /// The flags aigw runs with when `AIGW_URING_SETUP` is unset: completion work deferred to
+    /// the worker's own wait, without interrupts (`benches/load/flags.sh`: 15 % less CPU per
+    /// request than no flags; BENCHMARKS.md). A kernel older than 6.1 refuses them: the worker
+    /// then starts without (see [`block_on`]).
     pub const DEFAULT: UringSetup = UringSetup {
-        single_issuer: false,
-        coop_taskrun: false,
-        defer_taskrun: false,
+        single_issuer: true,
+        coop_taskrun: true,
+        defer_taskrun: true,
         taskrun_flag: false,
     };
 
@@ -147,13 +150,26 @@ where
 {
     match kind {
         DriverKind::Uring => {
+            let asked = std::env::var_os("AIGW_URING_SETUP").is_some();
             let flags = UringSetup::from_env().map_err(io::Error::other)?;
             // 1024 entries keeps the locked memory of a ring well under the usual 8 MiB memlock limit.
-            let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-                .with_entries(1024)
-                .uring_builder(flags.builder())
-                .enable_timer()
-                .build()?;
+            let build = |flags: UringSetup| {
+                monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                    .with_entries(1024)
+                    .uring_builder(flags.builder())
+                    .enable_timer()
+                    .build()
+            };
+            let mut rt = match build(flags) {
+                Ok(rt) => rt,
+                // The default flags need Linux 6.1; an older kernel gets a ring without them.
+                // Flags asked for by name are not dropped silently.
+                Err(e) if !asked && flags != UringSetup::default() => {
+                    tracing::info!("io_uring setup flags refused ({e}); running without them");
+                    build(UringSetup::default())?
+                }
+                Err(e) => return Err(e),
+            };
             Ok(rt.block_on(make()))
         }
         DriverKind::Legacy => {
