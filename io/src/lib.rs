@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod admission;
+mod budget;
 pub mod conn;
 pub mod control;
 pub mod failover;
@@ -25,6 +26,7 @@ pub mod resolver;
 pub mod runtime;
 pub mod server;
 pub mod shard;
+mod timer;
 pub mod tls;
 pub mod upstream;
 pub mod whole;
