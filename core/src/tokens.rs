@@ -7,7 +7,9 @@ use serde_json::Value;
 use tiktoken_rs::CoreBPE;
 
 mod estimate;
+mod stream;
 pub use estimate::estimate_prompt;
+pub use stream::{TextCount, TAIL_MAX};
 
 /// The BPE encodings aigw counts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -110,14 +110,25 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
     /// # Errors
     /// EOF and socket errors.
     pub async fn fill(&mut self) -> Result<usize, ReadError> {
+        self.fill_max(usize::MAX).await
+    }
+
+    /// [`fill`](Self::fill) taking at most `max` bytes: the part of the buffer a read may touch.
+    async fn fill_max(&mut self, max: usize) -> Result<usize, ReadError> {
         let mut buf = std::mem::take(&mut self.buf);
         if buf.capacity() == 0 {
             buf = take_buffer();
-        } else if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        } else if buf.is_empty() {
+            // Everything was consumed: read from the start of the allocation again (no copy), so
+            // short reads keep touching the same few pages.
+            let _ = buf.try_reclaim(READ_CHUNK);
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
         let (len, cap) = (buf.len(), buf.capacity());
-        let (res, slice) = self.io.read(buf.slice_mut(len..cap)).await;
+        let end = cap.min(len.saturating_add(max));
+        let (res, slice) = self.io.read(buf.slice_mut(len..end)).await;
         self.buf = slice.into_inner();
         match res {
             Ok(0) => Err(ReadError::Eof),
@@ -131,7 +142,19 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
     /// # Errors
     /// As `fill`, plus [`ReadError::Timeout`].
     pub async fn fill_within(&mut self, limit: Duration) -> Result<usize, ReadError> {
-        crate::timer::within(limit, self.fill())
+        self.fill_within_max(limit, usize::MAX).await
+    }
+
+    /// [`fill_within`](Self::fill_within) taking at most `max` bytes (at least one).
+    ///
+    /// # Errors
+    /// As `fill_within`.
+    pub async fn fill_within_max(
+        &mut self,
+        limit: Duration,
+        max: usize,
+    ) -> Result<usize, ReadError> {
+        crate::timer::within(limit, self.fill_max(max.max(1)))
             .await
             .unwrap_or(Err(ReadError::Timeout))
     }
