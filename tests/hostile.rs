@@ -12,6 +12,8 @@
 //! - `breaker.rs`: upstream hints and breaker timing (huge `Retry-After`, half-open epochs, DNS).
 //! - `admission.rs`: limits and memory (client numbers, counter keys, labels, log bytes).
 //! - `review.rs`: the reproductions of an independent review of these fixes.
+//! - `idle.rs`: idle keep-alive connections (no read buffer while waiting) still serve after a
+//!   long wait and still close on the idle and header timeouts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -27,6 +29,8 @@ mod compress;
 mod evil;
 #[path = "hostile/framing.rs"]
 mod framing;
+#[path = "hostile/idle.rs"]
+mod idle;
 #[path = "hostile/review.rs"]
 mod review;
 #[path = "hostile/upstream.rs"]

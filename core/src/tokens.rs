@@ -8,7 +8,9 @@ use tiktoken_rs::CoreBPE;
 
 mod canon;
 mod estimate;
+mod stream;
 pub use estimate::estimate_prompt;
+pub use stream::{TextCount, TAIL_MAX};
 
 /// The BPE encodings aigw counts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

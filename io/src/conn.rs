@@ -1,5 +1,10 @@
-//! A client connection: the socket plus its one read buffer, with reads that append into spare
-//! capacity and hand the buffer back (monoio's ownership-passing IO).
+//! A connection: the socket plus its one read buffer, with reads that append into spare capacity
+//! and hand the buffer back (monoio's ownership-passing IO).
+//!
+//! The buffer exists only while there are bytes to read: a connection starts without one, gives
+//! it back between requests ([`Conn::release`]), and waits for its next request with
+//! [`Conn::idle`], a readiness wait that holds no buffer. So an idle keep-alive connection costs
+//! its task and socket, not a read buffer in flight.
 
 use std::io;
 use std::time::Duration;
@@ -8,11 +13,43 @@ use bytes::BytesMut;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
-/// Initial and minimum free space for a read: enough for a typical head or SSE burst.
+use crate::peer::ClientIo;
+
+/// Free space for a read (taken when the first byte is due): enough for a typical head or SSE
+/// burst.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
 /// A buffer larger than this is replaced by a fresh one between requests.
 const SHRINK_ABOVE: usize = 4 * READ_CHUNK;
+
+/// Most released read buffers a worker keeps for the next reads.
+const POOL_MAX: usize = 256;
+
+thread_local! {
+    /// Read buffers given back by connections between requests, for the next ones: a busy worker
+    /// then takes and frees no memory per request (freeing 16 KiB at a time makes the allocator
+    /// give pages back to the kernel and fault them in again, a cost of its own).
+    static POOL: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer with room for a read: a pooled one, or a new one.
+fn take_buffer() -> BytesMut {
+    POOL.with(|p| p.borrow_mut().pop())
+        .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
+}
+
+/// Keep `buf` (empty) for another read if its memory is its own and of the usual size.
+fn give_buffer(mut buf: BytesMut) {
+    if !buf.try_reclaim(READ_CHUNK) || buf.capacity() > SHRINK_ABOVE {
+        return; // grown for a large body, or still shared with bytes handed out: let it go
+    }
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL_MAX {
+            p.push(buf);
+        }
+    });
+}
 
 /// Replace a buffer that grew past [`SHRINK_ABOVE`] by a fresh [`READ_CHUNK`] one holding the
 /// same bytes (when they fit).
@@ -52,11 +89,11 @@ pub enum ReadError {
 }
 
 impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
-    /// Wrap a stream with an empty buffer.
+    /// Wrap a stream; no buffer until the first read.
     pub fn new(io: S) -> Self {
         Conn {
             io,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
         }
     }
 
@@ -67,6 +104,16 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         shrink(&mut self.buf);
     }
 
+    /// Once a request is done: free the buffer when nothing is left in it, else give back what
+    /// it grew for a large body (bytes already read, a pipelined request, are kept).
+    pub fn release(&mut self) {
+        if self.buf.is_empty() {
+            give_buffer(std::mem::take(&mut self.buf));
+        } else {
+            shrink(&mut self.buf);
+        }
+    }
+
     /// Read once, appending to `buf`; returns how many bytes arrived.
     ///
     /// If this future is dropped mid-read the buffer is lost with it (monoio owns it while the
@@ -75,12 +122,25 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
     /// # Errors
     /// EOF and socket errors.
     pub async fn fill(&mut self) -> Result<usize, ReadError> {
+        self.fill_max(usize::MAX).await
+    }
+
+    /// [`fill`](Self::fill) taking at most `max` bytes: the part of the buffer a read may touch.
+    async fn fill_max(&mut self, max: usize) -> Result<usize, ReadError> {
         let mut buf = std::mem::take(&mut self.buf);
+        if buf.capacity() == 0 {
+            buf = take_buffer();
+        } else if buf.is_empty() {
+            // Everything was consumed: read from the start of the allocation again (no copy), so
+            // short reads keep touching the same few pages.
+            let _ = buf.try_reclaim(READ_CHUNK);
+        }
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
         let (len, cap) = (buf.len(), buf.capacity());
-        let (res, slice) = self.io.read(buf.slice_mut(len..cap)).await;
+        let end = cap.min(len.saturating_add(max));
+        let (res, slice) = self.io.read(buf.slice_mut(len..end)).await;
         self.buf = slice.into_inner();
         match res {
             Ok(0) => Err(ReadError::Eof),
@@ -94,10 +154,21 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
     /// # Errors
     /// As `fill`, plus [`ReadError::Timeout`].
     pub async fn fill_within(&mut self, limit: Duration) -> Result<usize, ReadError> {
-        match monoio::time::timeout(limit, self.fill()).await {
-            Ok(r) => r,
-            Err(_) => Err(ReadError::Timeout),
-        }
+        self.fill_within_max(limit, usize::MAX).await
+    }
+
+    /// [`fill_within`](Self::fill_within) taking at most `max` bytes (at least one).
+    ///
+    /// # Errors
+    /// As `fill_within`.
+    pub async fn fill_within_max(
+        &mut self,
+        limit: Duration,
+        max: usize,
+    ) -> Result<usize, ReadError> {
+        crate::timer::within(limit, self.fill_max(max.max(1)))
+            .await
+            .unwrap_or(Err(ReadError::Timeout))
     }
 
     /// Write all of `data` (anything monoio can send: `Bytes`, `BytesMut`, `Vec<u8>`), returning it.
@@ -107,6 +178,43 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
     pub async fn write<B: monoio::buf::IoBuf + 'static>(&mut self, data: B) -> (io::Result<()>, B) {
         let (res, data) = self.io.write_all(data).await;
         (res.map(|_| ()), data)
+    }
+}
+
+impl<S: ClientIo> Conn<S> {
+    /// Wait up to `limit` for the peer to send something, holding no buffer while waiting, and
+    /// take what arrived (see [`ClientIo::try_read`]). False when the time ran out, the peer
+    /// closed or the socket failed: the connection is done. Bytes already buffered count.
+    pub async fn idle(&mut self, limit: Duration) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if !matches!(
+                crate::timer::within(left, self.io.readable()).await,
+                Some(Ok(()))
+            ) {
+                return false;
+            }
+            if self.buf.capacity() == 0 {
+                self.buf = take_buffer();
+            }
+            match self.io.try_read(&mut self.buf, READ_CHUNK / 4) {
+                None | Some(Ok(1..)) => return true,
+                Some(Err(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    // A readiness that did not hold: wait again, without the buffer.
+                    give_buffer(std::mem::take(&mut self.buf));
+                }
+                Some(Ok(0) | Err(_)) => return false,
+            }
+        }
     }
 }
 

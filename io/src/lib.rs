@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod admission;
 pub mod bufpool;
+mod budget;
 pub mod conn;
 pub mod control;
 pub mod failover;
@@ -27,6 +28,7 @@ pub mod resolver;
 pub mod runtime;
 pub mod server;
 pub mod shard;
+mod timer;
 pub mod tls;
 pub mod upstream;
 pub mod whole;

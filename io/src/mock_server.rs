@@ -116,15 +116,17 @@ impl Service for MockService {
                 if res.is_err() {
                     return false;
                 }
+                // Each frame is made (and compressed) as it is due, not before.
+                let last = events.len();
                 for (i, ev) in events.iter().enumerate() {
                     if i > 0 && chunk_delay_ms > 0 {
                         monoio::time::sleep(Duration::from_millis(chunk_delay_ms)).await;
                     }
                     out.clear();
                     encode_chunk_header(&mut out, ev.len());
-                    out.put_slice(ev);
+                    out.put_slice(&ev);
                     out.put_slice(b"\r\n");
-                    if i + 1 == events.len() {
+                    if i + 1 == last {
                         out.put_slice(b"0\r\n\r\n");
                     }
                     let (res, o) = conn.write(out).await;

@@ -17,6 +17,9 @@ use crate::upstream::UpConn;
 
 /// Largest upstream response head.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Most bytes taken per read while waiting for a response head: a head and the start of its
+/// body, without filling (and so touching) a whole buffer with a stream that may stall.
+const HEAD_READ_MAX: usize = 4 * 1024;
 /// Most interim (1xx) heads skipped before the final one; their bytes together are capped at
 /// [`MAX_RESPONSE_HEAD`] too. An upstream that sends more is broken or hostile.
 const MAX_INTERIM: usize = 8;
@@ -117,7 +120,10 @@ pub async fn exchange_head(
         let nothing_yet = interim == 0 && up.conn.buf.is_empty();
         match up
             .conn
-            .fill_within(deadline.saturating_duration_since(Instant::now()))
+            .fill_within_max(
+                deadline.saturating_duration_since(Instant::now()),
+                HEAD_READ_MAX,
+            )
             .await
         {
             Ok(_) => {}
@@ -137,6 +143,10 @@ pub struct RelayMode {
     pub timeout: Duration,
     /// Send a chunked body's data unframed (for an HTTP/1.0 client); the client is closed after.
     pub dechunk: bool,
+    /// Most bytes taken from the upstream per read (and so written to the client at once). A
+    /// stream's events are small: a short read bounds what a stream whose client stopped reading
+    /// holds in its buffers.
+    pub read_max: usize,
 }
 
 /// How relaying a response ended.
@@ -176,7 +186,11 @@ pub async fn relay_body<S: AsyncReadRent + AsyncWriteRent>(
     wait: &mut Duration,
     mut tap: impl FnMut(&[u8]),
 ) -> RelayEnd {
-    let RelayMode { timeout, dechunk } = mode;
+    let RelayMode {
+        timeout,
+        dechunk,
+        read_max,
+    } = mode;
     let dechunk = dechunk && head.framing == BodyFraming::Chunked;
     let mut decoder = ChunkedDecoder::new();
     let mut remaining = match head.framing {
@@ -248,7 +262,7 @@ pub async fn relay_body<S: AsyncReadRent + AsyncWriteRent>(
             break;
         }
         let t0 = Instant::now();
-        let r = up.conn.fill_within(timeout).await;
+        let r = up.conn.fill_within_max(timeout, read_max).await;
         *wait += t0.elapsed();
         match r {
             Ok(_) => {}

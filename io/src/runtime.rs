@@ -181,6 +181,38 @@ where
     }
 }
 
+/// Raise the soft limit of open files to the hard limit (every client connection, upstream
+/// connection and listener is a descriptor; the usual soft limit of 1024 caps the gateway far
+/// below what one worker holds) and say so once in the log.
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes one `rlimit` into `lim`, which lives across the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        tracing::warn!("open files limit unknown: {}", io::Error::last_os_error());
+        return;
+    }
+    let (soft, hard) = (lim.rlim_cur, lim.rlim_max);
+    if soft >= hard {
+        tracing::info!(soft, hard, "open files limit already at the hard limit");
+        return;
+    }
+    lim.rlim_cur = hard;
+    // SAFETY: `setrlimit` only reads the `rlimit` it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+        tracing::info!(
+            from = soft,
+            to = hard,
+            "open files limit raised to the hard limit"
+        );
+    } else {
+        let e = io::Error::last_os_error();
+        tracing::warn!(soft, hard, "open files limit could not be raised: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{DriverKind, UringSetup};

@@ -2,7 +2,6 @@
 //! pipelining (answered in order), Content-Length and chunked bodies, `Expect: 100-continue`,
 //! limits and timeouts. What to answer is the [`Service`]'s business.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -13,6 +12,8 @@ use aigw_core::http1::{decode_request_head, BodyFraming, ChunkedDecoder, HeadLim
 use bytes::{Buf, Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+pub use crate::budget::BodyBudget;
+use crate::budget::BodyPermit;
 use crate::conn::{Conn, ReadError};
 use crate::peer::ClientIo;
 
@@ -43,75 +44,6 @@ pub enum HeadVerdict<P> {
     /// the connection closes afterwards if a body was announced. Nothing a caller that failed
     /// authentication sends is buffered or parsed.
     Answer(P),
-}
-
-/// A worker's budget for buffered bodies, so many large ones at once cannot exhaust memory: a
-/// request body that does not fit is answered 503 with `Retry-After`; an upstream answer that does
-/// not fit is relayed as it arrives instead of read whole.
-#[derive(Debug)]
-pub struct BodyBudget {
-    max: Cell<u64>,
-    used: Cell<u64>,
-}
-
-impl BodyBudget {
-    /// A budget of `max` bytes.
-    pub fn new(max: u64) -> Rc<Self> {
-        Rc::new(BodyBudget {
-            max: Cell::new(max),
-            used: Cell::new(0),
-        })
-    }
-
-    /// Change the limit (a reload); bodies already admitted keep their share.
-    pub fn set_max(&self, max: u64) {
-        self.max.set(max);
-    }
-
-    /// Bytes held by bodies now.
-    pub fn used(&self) -> u64 {
-        self.used.get()
-    }
-
-    /// Hold `n` bytes until the returned permit is dropped; `None` when they do not fit.
-    pub fn hold(self: &Rc<Self>, n: u64) -> Option<BodyPermit> {
-        let mut permit = None;
-        self.take(&mut permit, n).then_some(permit).flatten()
-    }
-
-    fn take(self: &Rc<Self>, permit: &mut Option<BodyPermit>, n: u64) -> bool {
-        let used = self.used.get();
-        match used.checked_add(n) {
-            Some(total) if total <= self.max.get() => {
-                self.used.set(total);
-                match permit {
-                    Some(p) => p.bytes += n,
-                    None => {
-                        *permit = Some(BodyPermit {
-                            budget: self.clone(),
-                            bytes: n,
-                        })
-                    }
-                }
-                true
-            }
-            _ => false,
-        }
-    }
-}
-
-/// Bytes of a [`BodyBudget`] held by one request.
-#[derive(Debug)]
-pub struct BodyPermit {
-    budget: Rc<BodyBudget>,
-    bytes: u64,
-}
-
-impl Drop for BodyPermit {
-    fn drop(&mut self) {
-        let b = &self.budget;
-        b.used.set(b.used.get().saturating_sub(self.bytes));
-    }
 }
 
 /// Limits the front door enforces; read per request so a reload applies to the next one.
@@ -173,74 +105,97 @@ where
     let mut conn = Conn::new(io);
     loop {
         let limits = svc.limits();
-        let head = match read_head(&mut conn, &limits).await {
-            Ok(h) => h,
-            Err(HeadError::Closed) => return,
-            Err(HeadError::Reply(e)) => {
-                refuse(&mut conn, &*svc, &e).await;
-                linger(&mut conn).await;
-                return;
-            }
-        };
-        let started = Instant::now();
-        let keep_alive = head.keep_alive;
-        let mut permit = None;
-        let verdict = svc.on_head(&head, peer);
-        let verdict_read = matches!(verdict, HeadVerdict::Read(_));
-        let (pre, body) = match verdict {
-            HeadVerdict::Read(pre) => {
-                match read_body(&mut conn, &head, &limits, svc.body_budget(), &mut permit).await {
-                    Ok(b) => (pre, b),
-                    Err(HeadError::Closed) => return,
-                    Err(HeadError::Reply(e)) => {
-                        refuse(&mut conn, &*svc, &e).await;
-                        linger(&mut conn).await;
-                        return;
-                    }
-                }
-            }
-            HeadVerdict::Answer(pre) => (pre, Bytes::new()),
-        };
-        // A refused request's body is never buffered: a small one is read and dropped after the
-        // answer (the connection stays usable), anything else closes the connection.
-        let unread = match (&verdict_read, head.framing) {
-            (true, _) | (false, BodyFraming::Empty) => Unread::Nothing,
-            (false, BodyFraming::Length(n)) if n <= DISCARD_MAX && !head.expect_continue => {
-                Unread::Discard(n as usize)
-            }
-            (false, _) => Unread::Close,
-        };
-        let closing = matches!(unread, Unread::Close);
-        let req = Request {
-            head,
-            body,
-            peer,
-            started,
-            closing,
-            _permit: permit,
-        };
-        let reusable = svc.call(pre, req, &mut conn).await;
-        match unread {
-            Unread::Close => {
-                linger(&mut conn).await;
-                return;
-            }
-            Unread::Discard(n) => {
-                if !reusable || !keep_alive || svc.draining() {
-                    linger(&mut conn).await;
-                    return;
-                }
-                if discard(&mut conn, n, &limits).await.is_err() {
-                    return;
-                }
-            }
-            Unread::Nothing => {}
-        }
-        if !reusable || !keep_alive || svc.draining() {
+        // The idle timer runs until the first byte of a request, waited for without a buffer.
+        if !conn.idle(limits.idle).await {
             return;
         }
-        conn.shrink();
+        // Boxed: the head, the body, the answer and the whole pipeline's state machine are
+        // allocated for the request only, so the task of an idle connection is sized for the
+        // wait above alone.
+        if !Box::pin(serve_request(&mut conn, &limits, peer, &*svc)).await {
+            return;
+        }
+        conn.release();
     }
+}
+
+/// Read a request (its body, or not, as the service decides), answer it, and drop a refused
+/// body; true when the connection may carry another request.
+async fn serve_request<S: ClientIo, Svc: Service>(
+    conn: &mut Conn<S>,
+    limits: &ServerLimits,
+    peer: SocketAddr,
+    svc: &Svc,
+) -> bool {
+    let head = match read_head(conn, limits).await {
+        Ok(h) => h,
+        Err(HeadError::Closed) => return false,
+        Err(HeadError::Reply(e)) => {
+            refuse_and_close(conn, svc, &e).await;
+            return false;
+        }
+    };
+    let started = Instant::now();
+    let keep_alive = head.keep_alive;
+    let mut permit = None;
+    let verdict = svc.on_head(&head, peer);
+    let verdict_read = matches!(verdict, HeadVerdict::Read(_));
+    let (pre, body) = match verdict {
+        HeadVerdict::Read(pre) => {
+            match read_body(conn, &head, limits, svc.body_budget(), &mut permit).await {
+                Ok(b) => (pre, b),
+                Err(HeadError::Closed) => return false,
+                Err(HeadError::Reply(e)) => {
+                    refuse_and_close(conn, svc, &e).await;
+                    return false;
+                }
+            }
+        }
+        HeadVerdict::Answer(pre) => (pre, Bytes::new()),
+    };
+    // A refused request's body is never buffered: a small one is read and dropped after the
+    // answer (the connection stays usable), anything else closes the connection.
+    let unread = match (&verdict_read, head.framing) {
+        (true, _) | (false, BodyFraming::Empty) => Unread::Nothing,
+        (false, BodyFraming::Length(n)) if n <= DISCARD_MAX && !head.expect_continue => {
+            Unread::Discard(n as usize)
+        }
+        (false, _) => Unread::Close,
+    };
+    let closing = matches!(unread, Unread::Close);
+    let req = Request {
+        head,
+        body,
+        peer,
+        started,
+        closing,
+        _permit: permit,
+    };
+    let reusable = svc.call(pre, req, conn).await;
+    let again = reusable && keep_alive && !svc.draining();
+    match unread {
+        Unread::Close => {
+            linger(conn).await;
+            false
+        }
+        Unread::Discard(_) if !again => {
+            linger(conn).await;
+            false
+        }
+        Unread::Discard(n) => discard(conn, n, limits).await.is_ok(),
+        Unread::Nothing => again,
+    }
+}
+
+/// The front door's own refusal, then the connection closes (draining what the client still
+/// sends for a moment, see [`linger`]).
+async fn refuse_and_close<S: AsyncReadRent + AsyncWriteRent, Svc: Service>(
+    conn: &mut Conn<S>,
+    svc: &Svc,
+    e: &GatewayError,
+) {
+    refuse(conn, svc, e).await;
+    linger(conn).await;
 }
 
 /// A refused request's body left on the connection.
@@ -308,12 +263,13 @@ enum HeadError {
     Reply(GatewayError),
 }
 
+/// Read a request head from a connection the client has sent something on (see `Conn::idle`).
 async fn read_head<S: AsyncReadRent + AsyncWriteRent>(
     conn: &mut Conn<S>,
     limits: &ServerLimits,
 ) -> Result<RequestHead, HeadError> {
-    // The idle timer runs until the first byte of a head; from then on the whole head must
-    // arrive within `header`, so a client dribbling one byte at a time cannot hold the slot.
+    // From the first byte on the whole head must arrive within `header`, so a client dribbling
+    // one byte at a time cannot hold the slot.
     let mut deadline = (!conn.buf.is_empty()).then(|| Instant::now() + limits.header);
     // Bytes already searched for the end of the head: a head dribbled in small reads is parsed
     // when a blank line has arrived (or it is too large), not once per read. The first attempt
@@ -335,6 +291,8 @@ async fn read_head<S: AsyncReadRent + AsyncWriteRent>(
                 }
             }
         }
+        // Without a deadline nothing has arrived yet: the socket said readable (a TLS one always
+        // does, see `ClientIo::readable`), so this read is still the idle wait.
         let wait = match deadline {
             Some(d) => d.saturating_duration_since(Instant::now()),
             None => limits.idle,

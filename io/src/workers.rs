@@ -79,6 +79,7 @@ pub fn run(
     plan: Plan,
     on_ready: impl FnOnce(),
 ) -> Result<(), String> {
+    crate::runtime::raise_fd_limit();
     let admin_addr = cfg.gateway.admin_listen.filter(|_| plan.gateway);
     let sinks = Arc::new(if plan.gateway {
         open_sinks(&cfg.log)?

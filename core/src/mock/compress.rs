@@ -10,7 +10,7 @@
 //!
 //! JSON bodies are compressed whole; SSE streams as one compressed stream, flushed after every
 //! event so each chunk on the wire decodes as it arrives (the end of the stream rides on the
-//! last one).
+//! last one), frame by frame as they are sent (see `stream.rs`).
 
 use std::io::Write;
 
@@ -27,7 +27,7 @@ pub const FORCE_HEADER: &str = "x-mock-force-encoding";
 /// Longest coding token taken from [`FORCE_HEADER`] (it is echoed as `content-encoding`).
 const MAX_TOKEN: usize = 32;
 /// Length of the fixed gzip header, left intact by `corrupt`.
-const GZIP_HEADER: usize = 10;
+pub(crate) const GZIP_HEADER: usize = 10;
 
 /// What to do to one answer's body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,45 +128,33 @@ pub(crate) fn apply(plan: &Plan, reply: &mut MockReply) {
         Plan::Encode(c) => (*c, c.token()),
         Plan::Corrupt => (MockCoding::Gzip, "gzip"),
     };
-    let body = match &reply.body {
-        MockBody::Full(b) => encode(coding, std::slice::from_ref(b))
-            .map(|p| MockBody::Full(p.into_iter().next().unwrap_or_default())),
-        MockBody::Sse {
-            events,
-            chunk_delay_ms,
-        } if !events.is_empty() => encode(coding, events).map(|events| MockBody::Sse {
-            events,
-            chunk_delay_ms: *chunk_delay_ms,
-        }),
+    let corrupt = *plan == Plan::Corrupt;
+    match &mut reply.body {
+        MockBody::Full(b) => {
+            // Writing into memory does not fail; if an encoder ever did, the answer goes out plain.
+            let Ok(Some(mut packed)) =
+                encode(coding, std::slice::from_ref(b)).map(|p| p.into_iter().next())
+            else {
+                return;
+            };
+            if corrupt {
+                packed = scramble(&packed);
+            }
+            *b = packed;
+        }
+        // A stream is compressed (and scrambled) frame by frame as it is sent.
+        MockBody::Sse { events, .. } if !events.is_empty() => events.encode(coding, corrupt),
         MockBody::Sse { .. } => return,
-    };
-    // Writing into memory does not fail; if an encoder ever did, the answer goes out plain.
-    let Ok(mut body) = body else {
-        return;
-    };
-    if *plan == Plan::Corrupt {
-        scramble(&mut body);
     }
-    reply.body = body;
     reply.headers.push(("content-encoding", label.to_owned()));
     reply.headers.push(("vary", "accept-encoding".to_owned()));
 }
 
-/// Flip the bits of every byte after the gzip header, so no decoder can read it.
-fn scramble(body: &mut MockBody) {
-    let mut skip = GZIP_HEADER;
-    let mut flip = |b: &Bytes| -> Bytes {
-        let mut v = b.to_vec();
-        for x in v.iter_mut().skip(skip) {
-            *x ^= 0x55;
-        }
-        skip = skip.saturating_sub(b.len());
-        Bytes::from(v)
-    };
-    match body {
-        MockBody::Full(b) => *b = flip(b),
-        MockBody::Sse { events, .. } => events.iter_mut().for_each(|e| *e = flip(e)),
-    }
+/// `body` with the bits of every byte after the gzip header flipped, so no decoder can read it.
+fn scramble(body: &Bytes) -> Bytes {
+    let mut v = body.to_vec();
+    v.iter_mut().skip(GZIP_HEADER).for_each(|x| *x ^= 0x55);
+    Bytes::from(v)
 }
 
 /// `pieces` compressed as one stream with `coding`, one output piece per input piece, each
@@ -191,7 +179,7 @@ pub fn encode(coding: MockCoding, pieces: &[Bytes]) -> std::io::Result<Vec<Bytes
 }
 
 /// One streaming encoder into memory.
-enum Encoder {
+pub(crate) enum Encoder {
     Gzip(GzEncoder<Vec<u8>>),
     Deflate(ZlibEncoder<Vec<u8>>),
     Br(Box<brotli::CompressorWriter<Vec<u8>>>),
@@ -199,7 +187,7 @@ enum Encoder {
 }
 
 impl Encoder {
-    fn new(coding: MockCoding) -> std::io::Result<Self> {
+    pub(crate) fn new(coding: MockCoding) -> std::io::Result<Self> {
         Ok(match coding {
             MockCoding::Gzip => Encoder::Gzip(GzEncoder::new(Vec::new(), Compression::fast())),
             MockCoding::Deflate => {
@@ -216,7 +204,7 @@ impl Encoder {
         })
     }
 
-    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
         match self {
             Encoder::Gzip(e) => e.write_all(data),
             Encoder::Deflate(e) => e.write_all(data),
@@ -225,7 +213,7 @@ impl Encoder {
         }
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
+    pub(crate) fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Encoder::Gzip(e) => e.flush(),
             Encoder::Deflate(e) => e.flush(),
@@ -235,7 +223,7 @@ impl Encoder {
     }
 
     /// The bytes produced so far (and not yet taken).
-    fn take(&mut self) -> Vec<u8> {
+    pub(crate) fn take(&mut self) -> Vec<u8> {
         std::mem::take(match self {
             Encoder::Gzip(e) => e.get_mut(),
             Encoder::Deflate(e) => e.get_mut(),
@@ -245,7 +233,7 @@ impl Encoder {
     }
 
     /// End the stream; the bytes not yet taken.
-    fn finish(self) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn finish(self) -> std::io::Result<Vec<u8>> {
         match self {
             Encoder::Gzip(e) => e.finish(),
             Encoder::Deflate(e) => e.finish(),

@@ -9,6 +9,7 @@ mod embed;
 mod faults;
 mod responses;
 mod shared;
+mod stream;
 mod text;
 mod warts;
 
@@ -18,6 +19,7 @@ mod tests;
 pub use compress::{encode, FORCE_HEADER};
 pub use embed::{cosine, embed, DEFAULT_DIMENSIONS};
 pub use shared::{MockShared, RECENT_BODY_LIMIT, RECENT_CAPACITY, STORED_BYTES, STORED_CAPACITY};
+pub use stream::{Events, SseEvents};
 pub use warts::{encode_odd_chunked, Warts};
 
 use bytes::Bytes;
@@ -72,8 +74,8 @@ pub enum MockBody {
     /// Server-sent events, each a complete frame (`data: …\n\n`, the last `data: [DONE]\n\n`, for
     /// completions; `event: …\ndata: …\n\n` for the Responses API).
     Sse {
-        /// The frames, in order.
-        events: Vec<Bytes>,
+        /// The frames, in order, made as they are sent.
+        events: SseEvents,
         /// Wait this long between frames.
         chunk_delay_ms: u64,
     },

@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 use super::faults::invalid_request;
 use super::shared::Stored;
-use super::text::{reply_pieces, Ask};
+use super::stream::{Reply, SseEvents, Template, PIECE, SEQ};
+use super::text::Ask;
 use super::{Answer, MockBody, MockShared, CREATED};
 use crate::tokens;
 
@@ -31,11 +32,12 @@ pub(crate) fn create(ask: &Ask<'_>, shared: &MockShared) -> Answer {
             );
         }
     }
-    let pieces = reply_pieces(ask.region, ask.chunks);
-    let text = pieces.concat();
+    let reply = Reply::new(ask.region, ask.chunks);
+    // The final events and the stored object carry the whole text; the deltas are made lazily.
+    let text = reply.text();
     let enc = tokens::encoding_for(ask.model);
     let input_tokens = tokens::estimate_value(enc, body) as u64;
-    let output_tokens = tokens::count_with(enc, &text) as u64;
+    let output_tokens = reply.tokens(enc);
     let total = input_tokens + output_tokens;
     let id = format!("resp_{}{:08x}", shared.nonce(), ask.seq);
     let msg_id = format!("msg_{}{:08x}", shared.nonce(), ask.seq);
@@ -80,16 +82,24 @@ pub(crate) fn create(ask: &Ask<'_>, shared: &MockShared) -> Answer {
         };
     }
     let mut seq = 0u64;
-    let mut events = Vec::with_capacity(pieces.len() + 9);
-    let mut event = |kind: &str, mut data: Value| {
+    let mut events = Vec::with_capacity(4);
+    let event = |seq: &mut u64, kind: &str, mut data: Value| {
         data["type"] = json!(kind);
-        data["sequence_number"] = json!(seq);
-        seq += 1;
-        events.push(Bytes::from(format!("event: {kind}\ndata: {data}\n\n")));
+        data["sequence_number"] = json!(*seq);
+        *seq += 1;
+        Bytes::from(format!("event: {kind}\ndata: {data}\n\n"))
     };
     let started = object("in_progress", json!([]), Value::Null);
-    event("response.created", json!({"response": started}));
-    event("response.in_progress", json!({"response": started}));
+    events.push(event(
+        &mut seq,
+        "response.created",
+        json!({"response": started}),
+    ));
+    events.push(event(
+        &mut seq,
+        "response.in_progress",
+        json!({"response": started}),
+    ));
     let at = json!({"item_id": msg_id, "output_index": 0, "content_index": 0});
     let with = |mut v: Value, extra: Value| {
         if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
@@ -97,37 +107,44 @@ pub(crate) fn create(ask: &Ask<'_>, shared: &MockShared) -> Answer {
         }
         v
     };
-    event(
+    events.push(event(
+        &mut seq,
         "response.output_item.added",
         json!({"output_index": 0, "item": message("in_progress", json!([]))}),
-    );
-    event(
+    ));
+    events.push(event(
+        &mut seq,
         "response.content_part.added",
         with(at.clone(), json!({"part": part("")})),
-    );
-    for p in &pieces {
+    ));
+    let kind = "response.output_text.delta";
+    let mut delta = with(at.clone(), json!({"delta": PIECE, "logprobs": []}));
+    delta["type"] = json!(kind);
+    delta["sequence_number"] = json!(SEQ);
+    let delta = Template::new(&delta, |v| format!("event: {kind}\ndata: {v}\n\n"));
+    seq += reply.chunks() as u64;
+    let after = vec![
         event(
-            "response.output_text.delta",
-            with(at.clone(), json!({"delta": p, "logprobs": []})),
-        );
-    }
-    event(
-        "response.output_text.done",
-        with(at.clone(), json!({"text": text, "logprobs": []})),
-    );
-    event(
-        "response.content_part.done",
-        with(at, json!({"part": part(&text)})),
-    );
-    event(
-        "response.output_item.done",
-        json!({"output_index": 0, "item": message("completed", json!([part(&text)]))}),
-    );
-    event("response.completed", json!({"response": done}));
+            &mut seq,
+            "response.output_text.done",
+            with(at.clone(), json!({"text": text, "logprobs": []})),
+        ),
+        event(
+            &mut seq,
+            "response.content_part.done",
+            with(at, json!({"part": part(&text)})),
+        ),
+        event(
+            &mut seq,
+            "response.output_item.done",
+            json!({"output_index": 0, "item": message("completed", json!([part(&text)]))}),
+        ),
+        event(&mut seq, "response.completed", json!({"response": done})),
+    ];
     Answer {
         status: 200,
         body: MockBody::Sse {
-            events,
+            events: SseEvents::pieces(events, reply, delta, after),
             chunk_delay_ms: ask.chunk_delay_ms,
         },
         tokens: total,

@@ -3,53 +3,9 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::stream::{Reply, SseEvents, Template, PIECE};
 use super::{Answer, MockBody, CREATED};
 use crate::tokens;
-
-/// Words appended after "Mock response from {region}." (cycled when more chunks are wanted).
-const WORDS: [&str; 10] = [
-    "This",
-    "is",
-    "a",
-    "deterministic",
-    "reply",
-    "from",
-    "the",
-    "aigw",
-    "mock",
-    "upstream.",
-];
-
-/// The reply cut into exactly `chunks` non-empty pieces (at least one) whose concatenation is the text.
-pub(crate) fn reply_pieces(region: &str, chunks: u32) -> Vec<String> {
-    let chunks = chunks.max(1) as usize;
-    let mut words: Vec<String> = vec![
-        "Mock".into(),
-        "response".into(),
-        "from".into(),
-        format!("{region}."),
-    ];
-    words.extend(WORDS.iter().map(|w| (*w).to_owned()));
-    let mut extra = WORDS.iter().cycle();
-    while words.len() < chunks {
-        if let Some(w) = extra.next() {
-            words.push((*w).to_owned());
-        }
-    }
-    let n = words.len();
-    (0..chunks)
-        .map(|i| {
-            let (lo, hi) = (i * n / chunks, (i + 1) * n / chunks);
-            let mut piece = if i == 0 {
-                String::new()
-            } else {
-                " ".to_owned()
-            };
-            piece.push_str(&words[lo..hi].join(" "));
-            piece
-        })
-        .collect()
-}
 
 /// What a completion request asked for, shared by the chat and text flavours.
 pub(crate) struct Ask<'a> {
@@ -77,32 +33,41 @@ impl Ask<'_> {
             .unwrap_or(false)
     }
 
-    /// `usage` with real token counts, and the total.
-    fn usage(&self, text: &str) -> (Value, u64) {
+    /// `usage` with real token counts of `reply`, and the total.
+    fn usage(&self, reply: &Reply) -> (Value, u64) {
         let enc = tokens::encoding_for(self.model);
         let prompt = tokens::estimate_value(enc, self.body) as u64;
-        let completion = tokens::count_with(enc, text) as u64;
+        let completion = reply.tokens(enc);
         let total = prompt + completion;
         let usage = json!({ "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total });
         (usage, total)
     }
 
-    /// Frames after the content: the usage frame (when asked for) and `[DONE]`.
-    fn finish_stream(
+    /// The stream: `before`, a frame per piece of `reply` from `piece` (`head` with the piece in
+    /// its choices), then `finish`, the usage frame (when asked for) and `[DONE]`.
+    fn streamed(
         &self,
-        mut events: Vec<Bytes>,
+        reply: Reply,
+        before: Vec<Bytes>,
+        piece: &Value,
+        finish: Bytes,
         mut head: Value,
-        usage: Value,
-        total: u64,
+        (usage, total): (Value, u64),
     ) -> Answer {
+        let mut after = vec![finish];
         if self.include_usage() {
             head["choices"] = json!([]);
             head["usage"] = usage;
-            events.push(frame(&head));
+            after.push(frame(&head));
         }
-        events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        after.push(Bytes::from_static(b"data: [DONE]\n\n"));
         let body = MockBody::Sse {
-            events,
+            events: SseEvents::pieces(
+                before,
+                reply,
+                Template::new(piece, |v| format!("data: {v}\n\n")),
+                after,
+            ),
             chunk_delay_ms: self.chunk_delay_ms,
         };
         Answer {
@@ -120,9 +85,8 @@ fn frame(v: &Value) -> Bytes {
 
 /// `POST …/chat/completions`.
 pub(crate) fn chat(ask: &Ask<'_>) -> Answer {
-    let pieces = reply_pieces(ask.region, ask.chunks);
-    let text = pieces.concat();
-    let (usage, total) = ask.usage(&text);
+    let reply = Reply::new(ask.region, ask.chunks);
+    let usage = ask.usage(&reply);
     let id = format!("chatcmpl-mock{}", ask.seq);
     if !ask.stream() {
         let v = json!({
@@ -130,15 +94,15 @@ pub(crate) fn chat(ask: &Ask<'_>) -> Answer {
             "system_fingerprint": "fp_aigw_mock",
             "choices": [{
                 "index": 0,
-                "message": { "role": "assistant", "content": text, "refusal": null },
+                "message": { "role": "assistant", "content": reply.text(), "refusal": null },
                 "logprobs": null, "finish_reason": "stop"
             }],
-            "usage": usage,
+            "usage": usage.0,
         });
         return Answer {
             status: 200,
             body: MockBody::Full(Bytes::from(v.to_string())),
-            tokens: total,
+            tokens: usage.1,
         };
     }
     let mut head = json!({
@@ -152,33 +116,28 @@ pub(crate) fn chat(ask: &Ask<'_>) -> Answer {
         let mut v = head.clone();
         v["choices"] =
             json!([{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }]);
-        frame(&v)
+        v
     };
-    let mut events = Vec::with_capacity(pieces.len() + 4);
-    events.push(with_choice(json!({ "role": "assistant" }), Value::Null));
-    for p in &pieces {
-        events.push(with_choice(json!({ "content": p }), Value::Null));
-    }
-    events.push(with_choice(json!({}), json!("stop")));
-    ask.finish_stream(events, head, usage, total)
+    let role = frame(&with_choice(json!({ "role": "assistant" }), Value::Null));
+    let piece = with_choice(json!({ "content": PIECE }), Value::Null);
+    let stop = frame(&with_choice(json!({}), json!("stop")));
+    ask.streamed(reply, vec![role], &piece, stop, head, usage)
 }
 
 /// `POST …/completions` (legacy text completions).
 pub(crate) fn completion(ask: &Ask<'_>) -> Answer {
-    let pieces = reply_pieces(ask.region, ask.chunks);
-    let text = pieces.concat();
-    let (usage, total) = ask.usage(&text);
+    let reply = Reply::new(ask.region, ask.chunks);
+    let usage = ask.usage(&reply);
     let id = format!("cmpl-mock{}", ask.seq);
     let mut head =
         json!({ "id": id, "object": "text_completion", "created": CREATED, "model": ask.model });
     if !ask.stream() {
-        head["choices"] =
-            json!([{ "text": text, "index": 0, "logprobs": null, "finish_reason": "stop" }]);
-        head["usage"] = usage;
+        head["choices"] = json!([{ "text": reply.text(), "index": 0, "logprobs": null, "finish_reason": "stop" }]);
+        head["usage"] = usage.0;
         return Answer {
             status: 200,
             body: MockBody::Full(Bytes::from(head.to_string())),
-            tokens: total,
+            tokens: usage.1,
         };
     }
     if ask.include_usage() {
@@ -188,11 +147,11 @@ pub(crate) fn completion(ask: &Ask<'_>) -> Answer {
         let mut v = head.clone();
         v["choices"] =
             json!([{ "text": text, "index": 0, "logprobs": null, "finish_reason": finish }]);
-        frame(&v)
+        v
     };
-    let mut events: Vec<Bytes> = pieces.iter().map(|p| with_choice(p, Value::Null)).collect();
-    events.push(with_choice("", json!("stop")));
-    ask.finish_stream(events, head, usage, total)
+    let piece = with_choice(PIECE, Value::Null);
+    let stop = frame(&with_choice("", json!("stop")));
+    ask.streamed(reply, Vec::new(), &piece, stop, head, usage)
 }
 
 #[cfg(test)]
@@ -202,16 +161,31 @@ mod tests {
     #[test]
     fn pieces_cover_the_text() {
         for chunks in [0, 1, 2, 5, 14, 15, 40] {
-            let p = reply_pieces("eastus", chunks);
+            let r = Reply::new("eastus", chunks);
+            let p: Vec<String> = (0..r.chunks()).map(|i| r.piece(i)).collect();
             assert_eq!(p.len(), chunks.max(1) as usize);
             assert!(p.iter().all(|s| !s.trim().is_empty()));
             let text = p.concat();
+            assert_eq!(text, r.text());
             assert!(
                 text.starts_with("Mock response from eastus. This is"),
                 "{text}"
             );
             assert!(!text.contains("  "));
         }
-        assert_eq!(reply_pieces("r", 1).concat(), reply_pieces("r", 5).concat());
+        assert_eq!(Reply::new("r", 1).text(), Reply::new("r", 5).text());
+    }
+
+    #[test]
+    fn the_reply_is_counted_without_being_made() {
+        for chunks in [1, 5, 14, 15, 23, 40, 1000, 12_345] {
+            for region in ["eastus", "ost-europa 2", "日本"] {
+                let r = Reply::new(region, chunks);
+                for enc in [tokens::Encoding::O200k, tokens::Encoding::Cl100k] {
+                    let whole = tokens::count_with(enc, &r.text()) as u64;
+                    assert_eq!(r.tokens(enc), whole, "{chunks} chunks, region {region}");
+                }
+            }
+        }
     }
 }

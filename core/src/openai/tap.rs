@@ -155,6 +155,18 @@ impl UsageTap {
         }
     }
 
+    /// Count the tokens of the whole reply text under `enc` as it passes, keeping only a short
+    /// tail of it (see [`tokens::TextCount`](crate::tokens::TextCount)): the fallback count of an
+    /// answer without `usage` then needs no copy of its text. Call before
+    /// [`decoding`](Self::decoding).
+    #[must_use]
+    pub fn counting(mut self, enc: crate::tokens::Encoding) -> Self {
+        if let Body::Plain(r) = &mut self.body {
+            r.count_tokens(enc);
+        }
+        self
+    }
+
     /// Read the body through the `Content-Encoding` of the response `headers`, decoding at most
     /// [`MAX_DECODED_BYTES`].
     #[must_use]

@@ -30,6 +30,9 @@ pub struct Tapped {
     /// The reply text: every choice's `message.content`, `delta.content` or `text`, in order (with
     /// `n > 1` the choices' texts are concatenated, interleaved in streams), cut to `max_text_bytes`.
     pub text: String,
+    /// The tokens of the whole reply text, uncut, counted as it passed (see
+    /// [`UsageTap::counting`](super::UsageTap::counting)); `None` when the tap was not asked to.
+    pub count: Option<tokens::TextCount>,
     /// The text was cut at `max_text_bytes`, or lost with an over-limit JSON body.
     pub text_truncated: bool,
     /// The body was an SSE stream (as told to [`UsageTap::new`](super::UsageTap::new), or sniffed
@@ -44,13 +47,17 @@ pub struct Tapped {
 }
 
 impl Tapped {
-    /// The reported usage, or else `prompt_estimate` plus the tokens of [`Tapped::text`] for `model`
-    /// (see [`tokens::count`]; a truncated text undercounts).
+    /// The reported usage, or else `prompt_estimate` plus the reply's tokens: [`Tapped::count`]
+    /// when the tap counted, else the tokens of [`Tapped::text`] for `model` (see
+    /// [`tokens::count`]; a truncated text undercounts).
     pub fn usage_or_count(&self, model: &str, prompt_estimate: u64) -> Usage {
         if let Some(u) = self.usage {
             return u;
         }
-        let completion = tokens::count(model, &self.text) as u64;
+        let completion = match &self.count {
+            Some(c) => c.total(),
+            None => tokens::count(model, &self.text) as u64,
+        };
         Usage {
             prompt_tokens: prompt_estimate,
             completion_tokens: completion,
@@ -139,11 +146,17 @@ impl Reader {
             found: Found {
                 usage: None,
                 text: String::new(),
+                count: None,
                 max_text: max_text_bytes,
                 truncated: false,
                 response_id: None,
             },
         }
+    }
+
+    /// Count the tokens of the whole reply text under `enc` as it passes (see [`Tapped::count`]).
+    pub(crate) fn count_tokens(&mut self, enc: tokens::Encoding) {
+        self.found.count = Some(tokens::TextCount::new(enc));
     }
 
     /// The next piece of the (decoded) body.
@@ -184,6 +197,7 @@ impl Reader {
         Tapped {
             usage: found.usage,
             text: found.text,
+            count: found.count,
             text_truncated: found.truncated,
             stream: self.stream,
             undecoded: None,
@@ -281,6 +295,7 @@ impl Reader {
 struct Found {
     usage: Option<Usage>,
     text: String,
+    count: Option<tokens::TextCount>,
     max_text: usize,
     truncated: bool,
     response_id: Option<String>,
@@ -332,8 +347,12 @@ impl Found {
         }
     }
 
-    /// Appends to the text, cutting at a char boundary at the cap; nothing more once cut.
+    /// Counts the piece (when counting) and appends it to the text, cutting at a char boundary at
+    /// the cap; nothing more is kept once cut.
     fn push_text(&mut self, piece: &str) {
+        if let Some(c) = &mut self.count {
+            c.push(piece);
+        }
         if self.truncated || piece.is_empty() {
             return;
         }

@@ -230,3 +230,45 @@ fn responses_api_json_and_stream() {
     );
     assert_eq!((t.response_id, t.usage), (None, usage(1, 0, 1)));
 }
+
+#[test]
+fn a_counting_tap_counts_the_whole_reply_and_keeps_only_what_the_store_may_take() {
+    let words: Vec<String> = (0..20_000).map(|i| format!(" word{}", i % 97)).collect();
+    let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+    let text = words.concat();
+    let whole_count = tokens::count("gpt-4o", &text) as u64;
+    for (usage_frame, max_text) in [(false, 0), (false, 64), (true, 0)] {
+        let body = chat_stream(&refs, usage_frame, "\n");
+        for piece in [1usize, 333, 1 << 20] {
+            let mut t =
+                UsageTap::new(true, 1 << 20, max_text).counting(tokens::encoding_for("gpt-4o"));
+            body.chunks(piece).for_each(|p| t.feed(p));
+            let t = t.finish();
+            assert_eq!(
+                t.text,
+                text[..max_text],
+                "the text is kept up to the cap only"
+            );
+            assert_eq!(t.text_truncated, max_text < text.len());
+            let u = t.usage_or_count("gpt-4o", 7);
+            if usage_frame {
+                assert_eq!(Some(u), usage(9, 20_000, 20_009), "reported usage wins");
+            } else {
+                assert_eq!(u.completion_tokens, whole_count, "pieces of {piece}");
+                assert_eq!(u.total_tokens, 7 + whole_count);
+            }
+        }
+    }
+    // A JSON body's text is counted the same way.
+    let json = format!(r#"{{"choices":[{{"message":{{"content":"{text}"}}}}]}}"#);
+    let mut t = UsageTap::new(false, 1 << 22, 0).counting(tokens::Encoding::O200k);
+    t.feed(json.as_bytes());
+    let t = t.finish();
+    assert_eq!(
+        (
+            t.text.as_str(),
+            t.usage_or_count("gpt-4o", 0).completion_tokens
+        ),
+        ("", whole_count)
+    );
+}

@@ -21,14 +21,17 @@ use crate::admission::QUOTA_HEADER;
 use crate::conn::Conn;
 use crate::failover::Won;
 use crate::relay::{relay_body, RelayEnd, RelayMode};
-use crate::server::{send_error_with, BodyPermit};
+use crate::budget::BodyPermit;
+use crate::server::send_error_with;
 use crate::whole::{read_whole, Whole};
 
 /// Largest JSON response the usage tap buffers to find `usage` (bigger ones are relayed untouched),
 /// and largest body read whole before its head.
 const TAP_MAX_JSON: usize = 4 * 1024 * 1024;
-/// Most reply text kept for counting and the message store.
-const TAP_MAX_TEXT: usize = 1024 * 1024;
+/// Most bytes of an event stream taken from the upstream per read: a few events (which arrive
+/// one by one from a model anyway), and what a stream whose client stopped reading holds in its
+/// read and write buffers.
+const SSE_READ_MAX: usize = 4 * 1024;
 /// A body read whole up to this size goes out in one write with its head (copied behind it);
 /// a larger one is written from the upstream's buffer as it is.
 const COALESCE_MAX: usize = 16 * 1024;
@@ -62,12 +65,14 @@ pub(super) async fn run<S: AsyncReadRent + AsyncWriteRent>(
     conn: &mut Conn<S>,
 ) -> bool {
     let g = &ctx.snap.cfg.gateway;
-    let sse = won
-        .resp
-        .header("content-type")
-        .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
+    let sse = is_sse(&won.resp);
     let ok = (200..300).contains(&won.resp.status);
-    let mut tap = UsageTap::new(sse, TAP_MAX_JSON, TAP_MAX_TEXT).decoding(&won.resp.headers);
+    let mut tap = UsageTap::new(sse, TAP_MAX_JSON, text_cap(ctx));
+    if ok && charges(ctx) {
+        let model = ctx.body.as_ref().map_or("", |b| &*b.model);
+        tap = tap.counting(aigw_core::tokens::encoding_for(model));
+    }
+    let mut tap = tap.decoding(&won.resp.headers);
     let mut wait = Duration::ZERO;
     if !ok {
         ctx.settle(0); // an error answer is charged nothing
@@ -128,14 +133,29 @@ fn whole_permit(ctx: &RequestCtx<'_>, won: &Won, sse: bool) -> Option<BodyPermit
     ctx.budget.as_ref()?.hold(bytes.saturating_mul(2))
 }
 
+/// Reply text the tap keeps: what the message store takes (its `max_body_bytes`) when it is on,
+/// else none. The tap counts the reply's tokens as they pass either way (see `UsageTap::counting`),
+/// so a long stream holds neither its text nor a copy of it.
+fn text_cap(ctx: &RequestCtx<'_>) -> usize {
+    match (&ctx.shard.sinks.messages, &ctx.snap.cfg.log.messages) {
+        (Some(_), Some(store)) => store.max_body_bytes,
+        _ => 0,
+    }
+}
+
+/// Is a successful answer to this request charged (and so its tokens counted when it reports
+/// no usage)? When it ran a model and went through admission. A retrieved stored response
+/// carries the usage of the call that created it, which was charged then: reading it again
+/// costs nothing.
+fn charges(ctx: &RequestCtx<'_>) -> bool {
+    ctx.admission.is_some() && ctx.path.is_some_and(|p| p.response_object().is_none())
+}
+
 /// Charge the answer what it used (a 2xx only: an error costs nothing), keep its text and the id
 /// of the stored response it created.
 fn account(ctx: &mut RequestCtx<'_>, mut tapped: Tapped, ok: bool) {
     let model = ctx.body.as_ref().map_or("", |b| &*b.model);
-    // A retrieved stored response carries the usage of the call that created it, which was
-    // charged then: reading it again costs nothing.
-    let runs_model = ctx.path.is_some_and(|p| p.response_object().is_none());
-    ctx.rec.usage = match (ok && runs_model, ctx.admission.as_mut()) {
+    ctx.rec.usage = match (ok && charges(ctx), ctx.admission.as_mut()) {
         (true, Some(adm)) => Some(adm.usage_of(&tapped, model, &ctx.req.body)),
         _ => None,
     };
@@ -258,6 +278,11 @@ pub(super) async fn relay_plain<S: AsyncReadRent + AsyncWriteRent>(
         RelayMode {
             timeout: g.upstream_timeout,
             dechunk,
+            read_max: if is_sse(&won.resp) {
+                SSE_READ_MAX
+            } else {
+                usize::MAX
+            },
         },
         wait,
         on_data,
@@ -325,3 +350,9 @@ fn client_head(
 
 /// Most rate-limit headers a client head carries (three of the bucket, one of the quota).
 const MAX_RATE_HEADERS: usize = 4;
+
+/// Is the response an event stream (`content-type: text/event-stream`)?
+fn is_sse(resp: &aigw_core::http1::ResponseHead) -> bool {
+    resp.header("content-type")
+        .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"))
+}

@@ -70,7 +70,7 @@ fn frames(reply: &MockReply) -> (Vec<Value>, bool) {
     let mut out = Vec::new();
     let mut done = false;
     for e in events {
-        let s = std::str::from_utf8(e).unwrap();
+        let s = std::str::from_utf8(&e).unwrap();
         let data = s
             .strip_prefix("data: ")
             .unwrap()

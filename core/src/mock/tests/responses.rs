@@ -9,7 +9,7 @@ fn tap(reply: &MockReply) -> crate::openai::Tapped {
     let mut t = UsageTap::new(matches!(reply.body, MockBody::Sse { .. }), 1 << 20, 1 << 16);
     match &reply.body {
         MockBody::Full(b) => t.feed(b),
-        MockBody::Sse { events, .. } => events.iter().for_each(|e| t.feed(e)),
+        MockBody::Sse { events, .. } => events.iter().for_each(|e| t.feed(&e)),
     }
     t.finish()
 }
@@ -58,7 +58,7 @@ fn a_stream_is_typed_events_ending_in_response_completed() {
     let mut kinds = Vec::new();
     let mut deltas = String::new();
     for (i, e) in events.iter().enumerate() {
-        let s = std::str::from_utf8(e).unwrap();
+        let s = std::str::from_utf8(&e).unwrap();
         let (ev, data) = s.strip_suffix("\n\n").unwrap().split_once('\n').unwrap();
         let kind = ev.strip_prefix("event: ").unwrap();
         let v: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
