@@ -10,8 +10,8 @@
 
 pub mod admin;
 pub mod admission;
-pub mod bufpool;
 mod budget;
+pub mod bufpool;
 pub mod conn;
 pub mod control;
 pub mod failover;

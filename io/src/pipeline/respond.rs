@@ -18,10 +18,10 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::{stored, RequestCtx};
 use crate::admission::QUOTA_HEADER;
+use crate::budget::BodyPermit;
 use crate::conn::Conn;
 use crate::failover::Won;
 use crate::relay::{relay_body, RelayEnd, RelayMode};
-use crate::budget::BodyPermit;
 use crate::server::send_error_with;
 use crate::whole::{read_whole, Whole};
 
