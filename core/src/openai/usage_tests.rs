@@ -272,3 +272,40 @@ fn a_counting_tap_counts_the_whole_reply_and_keeps_only_what_the_store_may_take(
         ("", whole_count)
     );
 }
+
+/// The whole-body parse (simd-json, in place) reads exactly what serde_json reads.
+#[test]
+fn simd_and_serde_read_the_same_bodies() {
+    let bodies: &[&str] = &[
+        CHAT,
+        RESPONSE,
+        r#"{"choices":[{"message":{"content":"a\"b\\c\n\u00e9\ud83d\ude00 \/"}}],"usage":{"prompt_tokens":1}}"#,
+        r#"{"usage":{"prompt_tokens":"7","completion_tokens":2.9,"total_tokens":1e1}}"#,
+        r#"{"choices":"not a list","usage":{},"object":"response","id":"resp_\u0031"}"#,
+        r#"{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}"#,
+        r#"{"choices":[{"text":"x"}]} trailing"#,
+        r#"{"choices":[{"text":"x"}]}{"choices":[{"text":"y"}]}"#,
+        "\u{feff}{\"usage\":{\"prompt_tokens\":3}}",
+        r#"  {"usage":{"prompt_tokens":3}}  "#,
+        r#"{"usage":{"prompt_tokens":3}"#,
+        r#"{"usage":{"prompt_tokens":-3,"completion_tokens":18446744073709551616}}"#,
+        "{}",
+    ];
+    for body in bodies {
+        let mut reference = Found {
+            usage: None,
+            text: String::new(),
+            count: None,
+            max_text: 1 << 16,
+            truncated: false,
+            response_id: None,
+        };
+        if let Some(doc) = parse(body.as_bytes()) {
+            reference.take(doc);
+        }
+        let t = whole(false, body.as_bytes());
+        assert_eq!(t.usage, reference.usage, "{body}");
+        assert_eq!(t.text, reference.text, "{body}");
+        assert_eq!(t.response_id, reference.response_id, "{body}");
+    }
+}
