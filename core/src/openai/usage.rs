@@ -389,9 +389,9 @@ thread_local! {
         std::cell::RefCell::new((simd_json::Buffers::new(16 * 1024), Vec::new()));
 }
 
-/// Read a whole JSON body (the tap's buffer) into `found`: from [`SIMD_MIN`] on simd-json, 1.3–1.8× faster than
-/// serde_json on chat answers of 1 KiB to 1 MiB (`benches/json.rs`, BENCHMARKS.md), parses a
-/// per-thread copy in place (it unescapes strings into its input), so a body it refuses (bytes
+/// Read a whole JSON body (the tap's buffer) into `found`: from [`SIMD_MIN`] on, simd-json (1.3–1.8×
+/// faster than serde_json on chat answers of 1 KiB to 1 MiB: `benches/json.rs`, BENCHMARKS.md)
+/// parses a per-thread copy in place (it unescapes strings into its input), so a body it refuses (bytes
 /// after the object, which serde_json's reader here ignores; or anything malformed) is read by
 /// [`parse`] from the untouched original: both read exactly the same bodies.
 fn take_whole(found: &mut Found, body: &[u8]) {
