@@ -17,9 +17,9 @@ import resource
 import sys
 
 
-async def one_request(reader, writer, host, port, body):
+async def one_request(reader, writer, host, port, body, extra=""):
     req = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}:{port}\r\n"
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}:{port}\r\n{extra}"
         f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
     ).encode() + body
     writer.write(req)
@@ -46,9 +46,9 @@ async def one_request(reader, writer, host, port, body):
     return status
 
 
-async def open_one(host, port, body, timeout):
+async def open_one(host, port, body, timeout, extra):
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    status = await asyncio.wait_for(one_request(reader, writer, host, port, body), timeout)
+    status = await asyncio.wait_for(one_request(reader, writer, host, port, body, extra), timeout)
     if status != 200:
         raise RuntimeError(f"HTTP {status}")
     return reader, writer
@@ -62,6 +62,7 @@ async def main():
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--check", type=int, default=100)
     ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--header", action="append", default=[], help="NAME: VALUE, repeatable")
     ap.add_argument(
         "--body",
         default='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}',
@@ -71,10 +72,11 @@ async def main():
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     body = a.body.encode()
+    extra = "".join(f"{h}\r\n" for h in a.header)
     conns, failed = [], 0
     for start in range(0, a.n, a.batch):
         batch = [
-            open_one(a.host, a.port, body, a.timeout)
+            open_one(a.host, a.port, body, a.timeout, extra)
             for _ in range(min(a.batch, a.n - start))
         ]
         for r in await asyncio.gather(*batch, return_exceptions=True):
@@ -93,7 +95,7 @@ async def main():
     for reader, writer in sample:
         try:
             status = await asyncio.wait_for(
-                one_request(reader, writer, a.host, a.port, body), a.timeout
+                one_request(reader, writer, a.host, a.port, body, extra), a.timeout
             )
             alive += status == 200
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):

@@ -94,8 +94,11 @@ start_aigw() { # start_aigw CONFIG LOGFILE [CPU] -> its pid in AIGW_PID, once /h
     local pin=()
     [[ -n $cpu ]] && pin=(taskset -c "$cpu")
     # AIGW_SOFT_NOFILE: start aigw with this soft limit of open files (it raises it itself).
+    # AIGW_STDOUT: where its stdout (an access log to "stdout") goes; else with its log.
+    : >"$logf"
     RUST_LOG=${AIGW_LOG:-info} "${pin[@]}" bash -c 'ulimit -Sn "$1"; shift; exec "$@"' _ \
-        "${AIGW_SOFT_NOFILE:-$(ulimit -Sn)}" "$AIGW_BIN" serve --config "$conf" >"$logf" 2>&1 &
+        "${AIGW_SOFT_NOFILE:-$(ulimit -Sn)}" "$AIGW_BIN" serve --config "$conf" \
+        >>"${AIGW_STDOUT:-$logf}" 2>>"$logf" &
     AIGW_PID=$!
     PIDS+=("$AIGW_PID")
     while ((SECONDS < deadline)); do

@@ -17,10 +17,10 @@ import socket
 import sys
 
 
-def start(host, port, body, read, timeout):
+def start(host, port, body, read, timeout, extra):
     s = socket.create_connection((host, port), timeout=timeout)
     req = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}:{port}\r\n"
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}:{port}\r\n{extra}"
         f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
     ).encode() + body
     s.sendall(req)
@@ -32,7 +32,7 @@ def start(host, port, body, read, timeout):
         got += chunk
     head, _, rest = got.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    while len(rest) < read:
+    while status == 200 and len(rest) < read:
         chunk = s.recv(min(65536, read - len(rest)))
         if not chunk:
             break
@@ -48,15 +48,17 @@ def main():
     ap.add_argument("--read", type=int, default=64 * 1024)
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--model", default="gpt-4o-mini")
+    ap.add_argument("--header", action="append", default=[], help="NAME: VALUE, repeatable")
     a = ap.parse_args()
     body = (
         '{"model":"%s","stream":true,"messages":[{"role":"user","content":"tell me a long story"}]}'
         % a.model
     ).encode()
+    extra = "".join(f"{h}\r\n" for h in a.header)
     held, ok = [], 0
     for _ in range(a.n):
         try:
-            s, status = start(a.host, a.port, body, a.read, a.timeout)
+            s, status = start(a.host, a.port, body, a.read, a.timeout, extra)
             held.append(s)
             ok += status == 200
         except (OSError, RuntimeError, ValueError) as e:
