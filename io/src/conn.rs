@@ -1,10 +1,11 @@
 //! A connection: the socket plus its one read buffer, with reads that append into spare capacity
 //! and hand the buffer back (monoio's ownership-passing IO).
 //!
-//! The buffer exists only while there are bytes to read: a connection starts without one, gives
-//! it back between requests ([`Conn::release`]), and waits for its next request with
-//! [`Conn::idle`], a readiness wait that holds no buffer. So an idle keep-alive connection costs
-//! its task and socket, not a read buffer in flight.
+//! A connection starts without a buffer (the first read takes one). A client connection gives it
+//! back between requests ([`Conn::release`], to a per-worker pool) and waits for its next request
+//! with [`Conn::idle`], a readiness wait that holds no buffer: an idle keep-alive connection costs
+//! its task and socket, not a read buffer in flight. (A pooled upstream connection keeps its
+//! buffer: at most `max_idle_per_backend` of them per backend and worker.)
 
 use std::io;
 use std::time::Duration;
