@@ -17,56 +17,6 @@ both_drivers!(
     responses_usage_is_metered_and_retrieval_is_free,
 );
 
-/// Three mocks, one per backend dialect, one model each.
-const THREE_DIALECTS: &str = r#"
-[gateway]
-listen = "{addr:listen}"
-admin_listen = "{addr:admin}"
-workers = 1
-
-[mocks.oa]
-listen = "{addr:oa}"
-region = "oa"
-
-[mocks.az]
-listen = "{addr:az}"
-region = "az"
-
-[mocks.v1]
-listen = "{addr:v1}"
-region = "v1"
-
-[backends.oa]
-url = "http://{addr:oa}"
-dialect = "openai"
-api_key = "oa-backend-key"
-
-[backends.az]
-url = "http://{addr:az}"
-dialect = "azure"
-api_key = "az-backend-key"
-api_version = "2024-06-01"
-
-[backends.v1]
-url = "http://{addr:v1}"
-dialect = "azure-v1"
-api_key = "v1-backend-key"
-
-[pools.p_oa]
-members = [{ backend = "oa" }]
-
-[pools.p_az]
-members = [{ backend = "az" }]
-
-[pools.p_v1]
-members = [{ backend = "v1" }]
-
-[models]
-"m-oa" = "p_oa"
-"m-az" = "p_az"
-"m-v1" = "p_v1"
-"#;
-
 /// The last request the mock `name` saw: its path (with query) and headers.
 fn last_seen(gw: &Gateway, name: &str) -> (String, Value, String) {
     let seen = gw.mock_requests(name);

@@ -33,54 +33,9 @@ fn sdk_python() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
-const CONFIG: &str = r#"
-[gateway]
-listen = "{addr:listen}"
-admin_listen = "{addr:admin}"
-workers = 1
-
-[mocks.oa]
-listen = "{addr:oa}"
-region = "oa"
-
-[mocks.az]
-listen = "{addr:az}"
-region = "az"
-
-[mocks.v1]
-listen = "{addr:v1}"
-region = "v1"
-
-[backends.oa]
-url = "http://{addr:oa}"
-dialect = "openai"
-
-[backends.az]
-url = "http://{addr:az}"
-dialect = "azure"
-
-[backends.v1]
-url = "http://{addr:v1}"
-dialect = "azure-v1"
-
-[pools.p_oa]
-members = [{ backend = "oa" }]
-
-[pools.p_az]
-members = [{ backend = "az" }]
-
-[pools.p_v1]
-members = [{ backend = "v1" }]
-
-[models]
-"m-oa" = "p_oa"
-"m-az" = "p_az"
-"m-v1" = "p_v1"
-"#;
-
 fn the_python_sdk_speaks_the_responses_api_in_every_style(d: Driver) {
     let python = sdk_python();
-    let gw = Gateway::start(d, CONFIG);
+    let gw = Gateway::start(d, THREE_DIALECTS);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/responses.py");
     let url = format!("http://{}", gw.addr("listen"));
     let out = Command::new(&python)

@@ -108,6 +108,58 @@ members = [{ backend = "az" }]
 "m-az" = "p_az"
 "#;
 
+/// Three in-process mocks, one backend per dialect (`oa` openai, `az` azure with api_version
+/// `2024-06-01`, `v1` azure-v1), one model each (`m-oa`, `m-az`, `m-v1`); mock regions are the
+/// backend names.
+pub const THREE_DIALECTS: &str = r#"
+[gateway]
+listen = "{addr:listen}"
+admin_listen = "{addr:admin}"
+workers = 1
+
+[mocks.oa]
+listen = "{addr:oa}"
+region = "oa"
+
+[mocks.az]
+listen = "{addr:az}"
+region = "az"
+
+[mocks.v1]
+listen = "{addr:v1}"
+region = "v1"
+
+[backends.oa]
+url = "http://{addr:oa}"
+dialect = "openai"
+api_key = "oa-backend-key"
+
+[backends.az]
+url = "http://{addr:az}"
+dialect = "azure"
+api_key = "az-backend-key"
+api_version = "2024-06-01"
+
+[backends.v1]
+url = "http://{addr:v1}"
+dialect = "azure-v1"
+api_key = "v1-backend-key"
+
+[pools.p_oa]
+members = [{ backend = "oa" }]
+
+[pools.p_az]
+members = [{ backend = "az" }]
+
+[pools.p_v1]
+members = [{ backend = "v1" }]
+
+[models]
+"m-oa" = "p_oa"
+"m-az" = "p_az"
+"m-v1" = "p_v1"
+"#;
+
 // ---------------------------------------------------------------------------------------------
 // Ports, files, processes
 // ---------------------------------------------------------------------------------------------

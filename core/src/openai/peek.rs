@@ -69,48 +69,45 @@ struct StreamOptions {
 }
 
 /// serde builds `Option<Cow<str>>` as owned; this visitor keeps the borrow unless the JSON
-/// string had escapes (then it must be unescaped into a new string).
-fn borrowed_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
-    struct V;
-    impl<'de> serde::de::Visitor<'de> for V {
-        type Value = Option<Cow<'de, str>>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a string or null")
-        }
-        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-            Ok(Some(Cow::Borrowed(v)))
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(Cow::Owned(v.to_owned())))
-        }
-        // `"model": null` is refused rather than read as "no model": the gateway would then add
-        // a `model` of its own for an OpenAI-dialect backend, and the body would carry two.
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+/// string had escapes (then it must be unescaped into a new string). Anything but a string is an
+/// error, and `null` too unless `null_ok`.
+struct StrVisitor {
+    null_ok: bool,
+}
+
+impl<'de> serde::de::Visitor<'de> for StrVisitor {
+    type Value = Option<Cow<'de, str>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.null_ok {
+            "a string or null"
+        } else {
+            "a string"
+        })
+    }
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_owned())))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        if self.null_ok {
+            Ok(None)
+        } else {
             Err(E::custom("`model` must be a string, not null"))
         }
     }
-    d.deserialize_any(V)
+}
+
+/// `model`: a string. `"model": null` is refused rather than read as "no model": the gateway
+/// would then add a `model` of its own for an OpenAI-dialect backend, and the body would carry two.
+fn borrowed_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    d.deserialize_any(StrVisitor { null_ok: false })
 }
 
 /// A string (borrowed unless it had escapes) or `null`; anything else is an error.
 fn str_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
-    struct V;
-    impl<'de> serde::de::Visitor<'de> for V {
-        type Value = Option<Cow<'de, str>>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a string or null")
-        }
-        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-            Ok(Some(Cow::Borrowed(v)))
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(Cow::Owned(v.to_owned())))
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-    }
-    d.deserialize_any(V)
+    d.deserialize_any(StrVisitor { null_ok: true })
 }
 
 /// Peek into a body. An empty body or a non-object (e.g. multipart audio) peeks as "nothing known".
