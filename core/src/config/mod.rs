@@ -6,6 +6,9 @@
 //! `gateway.toml:12:1: backends.eastus.dialect: unknown dialect "x" (expected "openai" or "azure")`.
 
 mod backend;
+mod cache;
+#[cfg(test)]
+mod cache_tests;
 mod duration;
 #[cfg(test)]
 mod error_tests;
@@ -30,6 +33,10 @@ mod types;
 mod url;
 mod validate;
 
+pub use cache::{
+    CacheEmbedder, CacheGuard, CacheMode, EmbedWindow, IndexTuning, SemanticCache, VaryBy,
+    CACHEABLE_OPERATIONS,
+};
 pub use pool::MAX_MEMBERS;
 pub use route::{Route, RouteId};
 pub use types::*;

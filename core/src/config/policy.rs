@@ -184,7 +184,7 @@ pub(super) fn token_limit(raw: Option<RawTokenLimit>) -> Result<Option<TokenLimi
 }
 
 /// An HTTP field name: one or more token characters (RFC 9110).
-fn is_header_name(h: &str) -> bool {
+pub(super) fn is_header_name(h: &str) -> bool {
     !h.is_empty()
         && h.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))

@@ -20,6 +20,7 @@ pub(crate) struct RawConfig {
     pub(crate) token_limit: Option<RawTokenLimit>,
     pub(crate) metrics: Option<RawMetrics>,
     pub(crate) log: Option<RawLog>,
+    pub(crate) semantic_cache: Option<super::cache::RawSemanticCache>,
 }
 
 /// `[gateway]`.

@@ -43,6 +43,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[semantic_cache]`; `None` = no cache.
+    pub semantic_cache: Option<super::SemanticCache>,
 }
 
 /// `[gateway]`: listeners, workers, limits and timeouts.

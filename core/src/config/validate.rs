@@ -88,6 +88,7 @@ impl TryFrom<RawConfig> for Config {
         let token_limit = token_limit(raw.token_limit)?;
         let metrics = metrics(raw.metrics)?;
         let log = log(raw.log)?;
+        let semantic_cache = super::cache::semantic_cache(raw.semantic_cache, &pools)?;
         Ok(Config {
             generation: 0,
             source: None,
@@ -101,6 +102,7 @@ impl TryFrom<RawConfig> for Config {
             token_limit,
             metrics,
             log,
+            semantic_cache,
         })
     }
 }
