@@ -1,4 +1,5 @@
-//! The admin port: `/healthz`, `/metrics` (Prometheus text), `/backends` and `POST /reload`.
+//! The admin port: `/healthz`, `/metrics` (Prometheus text), `/backends`, `POST /reload` and
+//! `GET`/`DELETE /cache`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +86,7 @@ impl Service for Admin {
                         .map_or(0, |s| s.dropped.load(std::sync::atomic::Ordering::Relaxed));
                     text.push_str(&format!("aigw_log_dropped_total{{log=\"{name}\"}} {n}\n"));
                 }
+                crate::cache::admin::metrics(&self.control.cache, &mut text);
                 send_response(conn, 200, &[], "text/plain; version=0.0.4", text.as_bytes()).await
             }
             ("/backends", true) => {
@@ -121,6 +123,16 @@ impl Service for Admin {
                     send_response(conn, 400, &[], "application/json", &body).await
                 }
             },
+            ("/cache", true) => {
+                let json = crate::cache::admin::stats(&self.control.cache);
+                send_response(conn, 200, &[], "application/json", json.to_string().as_bytes())
+                    .await
+            }
+            ("/cache", false) if req.head.is_method("DELETE") => {
+                let json = crate::cache::admin::flush(&self.control.cache);
+                send_response(conn, 200, &[], "application/json", json.to_string().as_bytes())
+                    .await
+            }
             ("/", true) => {
                 let index = serde_json::json!({
                     "service": "aigw admin",
@@ -129,6 +141,8 @@ impl Service for Admin {
                         {"method": "GET", "path": "/metrics", "what": "Prometheus text"},
                         {"method": "GET", "path": "/backends", "what": "per backend: breaker, bench, in flight, requests, failures"},
                         {"method": "POST", "path": "/reload", "what": "re-read the config file"},
+                        {"method": "GET", "path": "/cache", "what": "the semantic cache: entries, partitions, generations, memory"},
+                        {"method": "DELETE", "path": "/cache", "what": "flush the semantic cache"},
                     ],
                 });
                 send_response(
@@ -140,7 +154,7 @@ impl Service for Admin {
                 )
                 .await
             }
-            ("/" | "/healthz" | "/metrics" | "/backends" | "/reload", _) => {
+            ("/" | "/healthz" | "/metrics" | "/backends" | "/reload" | "/cache", _) => {
                 send_error(conn, &GatewayError::MethodNotAllowed, false).await;
                 true
             }

@@ -56,18 +56,26 @@ pub struct Control {
     path: Option<PathBuf>,
     generation: AtomicU64,
     reloading: Mutex<()>,
+    /// The semantic cache, rebuilt by a reload that changes what its entries mean.
+    pub cache: Arc<crate::cache::CacheHost>,
 }
 
 impl Control {
     /// A control plane serving `cfg`, loaded from `path` (None for the built-in demo).
-    pub fn new(cfg: Config, path: Option<PathBuf>) -> Self {
+    ///
+    /// # Errors
+    /// The semantic cache's indexer thread could not be started.
+    pub fn new(cfg: Config, path: Option<PathBuf>) -> Result<Self, String> {
         let generation = AtomicU64::new(cfg.generation);
-        Control {
+        let cache = Arc::new(crate::cache::CacheHost::default());
+        cache.apply(&cfg)?;
+        Ok(Control {
             config: Arc::new(ArcSwap::from_pointee(cfg)),
             path,
             generation,
             reloading: Mutex::new(()),
-        }
+            cache,
+        })
     }
 
     /// Parse and validate the file again and swap it in; on any error the old config stays.
@@ -111,6 +119,10 @@ impl Control {
         if next.estimates_tokens() && !old.estimates_tokens() {
             // Load the tokenizer here, on the reloading thread, not in a worker's first request.
             aigw_core::tokens::warm_up();
+        }
+        // Before the config is published: a worker that sees it sees its cache.
+        if let Some(note) = self.cache.apply(&next)? {
+            notes.push(note);
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         next.generation = generation;

@@ -28,6 +28,13 @@ pub fn unix_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Milliseconds since the Unix epoch (stamps of cached answers: `age`, expiry).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Backend states by name and URL, so a reload keeps the state of unchanged backends.
 #[derive(Debug, Default)]
 pub struct HealthRegistry {

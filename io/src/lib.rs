@@ -12,6 +12,7 @@ pub mod admin;
 pub mod admission;
 mod budget;
 pub mod bufpool;
+pub mod cache;
 pub mod conn;
 pub mod control;
 pub mod failover;

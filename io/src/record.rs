@@ -77,6 +77,8 @@ pub struct Record<'r> {
     pub reply: Option<(String, bool)>,
     /// The caller's rate-limit headers when a limit refused the request.
     pub rate: Option<crate::admission::RateHeaders>,
+    /// The semantic cache's `x-aigw-cache` value, when the cache applied to the request.
+    pub cache: Option<&'static str>,
 }
 
 /// A request id: the client's (at most 200 visible ASCII bytes) or the gateway's own.
@@ -262,6 +264,10 @@ fn access_line(out: &mut Vec<u8>, f: &AccessFields<'_>) {
     let mut j = JsonLine::new(out);
     j.num("attempts", rec.attempts as u64);
     j.opt_str("backend", f.backend);
+    // The semantic cache's verdict (`x-aigw-cache`); absent when no cache applied.
+    if let Some(c) = rec.cache {
+        j.str("cache", c);
+    }
     j.str("client_ip", f.ip);
     j.num("completion_tokens", f.usage.completion_tokens);
     // null, not "", when there is none: a log query can tell "no consumer" apart.

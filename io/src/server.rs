@@ -35,6 +35,21 @@ pub struct Request {
     _permit: Option<BodyPermit>,
 }
 
+impl Request {
+    /// A request the gateway makes itself (the semantic cache's embeddings call): no client
+    /// connection behind it, no share of the body budget.
+    pub fn internal(head: RequestHead, body: Bytes, peer: SocketAddr) -> Self {
+        Request {
+            head,
+            body,
+            peer,
+            started: Instant::now(),
+            closing: false,
+            _permit: None,
+        }
+    }
+}
+
 /// What a service decided on a head, before any of its body is read.
 #[derive(Debug)]
 pub enum HeadVerdict<P> {

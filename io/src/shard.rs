@@ -41,6 +41,8 @@ pub struct Snapshot {
     pub wrr: Vec<RefCell<WrrState>>,
     /// Key table and consumer limits.
     pub policy: Policy,
+    /// The semantic cache this config runs with (`[semantic_cache]`).
+    pub cache: Option<Arc<crate::cache::LiveCache>>,
 }
 
 impl Snapshot {
@@ -49,6 +51,7 @@ impl Snapshot {
         registry: &HealthRegistry,
         limiters: &Limiters,
         tls: &TlsClients,
+        cache: &crate::cache::CacheHost,
     ) -> Self {
         let backend_keys = cfg.backends.iter().map(backend_key).collect();
         let transports = tls.transports(&cfg);
@@ -79,6 +82,9 @@ impl Snapshot {
             .map(|_| RefCell::new(WrrState::default()))
             .collect();
         let policy = Policy::new(&cfg, limiters);
+        // The host applied this config's cache before publishing it; a config without one
+        // must not pick up a cache another config left there.
+        let cache = cfg.semantic_cache.as_ref().and(cache.live());
         Snapshot {
             cfg,
             backend_keys,
@@ -89,6 +95,7 @@ impl Snapshot {
             addrs,
             wrr,
             policy,
+            cache,
         }
     }
 }
@@ -135,6 +142,8 @@ pub struct Shard {
     pub sinks: Arc<Sinks>,
     /// Which backend holds each stored response.
     pub affinity: Arc<aigw_core::request::Affinity>,
+    /// The semantic cache's holder.
+    pub cache: Arc<crate::cache::CacheHost>,
     /// Buffers for the heads this worker writes, reused from request to request.
     pub bufs: BufPool,
     /// The access-log line being written, reused from request to request.
@@ -159,7 +168,13 @@ impl Shard {
             shared.sinks.clone(),
             shared.tls.clone(),
         );
-        let snap = Rc::new(Snapshot::new(global.load_full(), &health, &limiters, &tls));
+        let snap = Rc::new(Snapshot::new(
+            global.load_full(),
+            &health,
+            &limiters,
+            &tls,
+            &shared.control.cache,
+        ));
         let pools = UpstreamPools::new(metrics.shared.clone());
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -177,6 +192,7 @@ impl Shard {
             sinks,
             tls,
             affinity: shared.affinity.clone(),
+            cache: shared.control.cache.clone(),
             bufs: BufPool::new(HEAD_BUFFER, HEAD_BUFFERS),
             log_line: RefCell::new(Vec::new()),
             rng: Cell::new(seed | 1),
@@ -194,6 +210,7 @@ impl Shard {
                 &self.health,
                 &self.limiters,
                 &self.tls,
+                &self.cache,
             ));
             // Keep warm connections to backends whose name and address did not change.
             self.pools.retain(&snap.backend_keys);

@@ -113,7 +113,7 @@ pub fn run(
         ));
     }
     let shared = Arc::new(Shared {
-        control: Arc::new(Control::new(cfg, path)),
+        control: Arc::new(Control::new(cfg, path)?),
         registry: Arc::new(Registry::new(plan.workers)),
         shutdown: Arc::new(Shutdown::default()),
         health: Arc::new(HealthRegistry::default()),

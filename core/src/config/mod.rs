@@ -216,6 +216,19 @@ retry_on = [429, "500-599"]
 # [metrics]
 # dimensions = ["consumer", "model", "backend"]   # also "client_ip", "user"
 
+# A semantic cache: answers to prompts asked before (exactly, or nearly: by embedding) are served
+# without a backend call. Partitioned per consumer by default; see README "Semantic cache".
+# [semantic_cache]
+# mode = "exact+semantic"         # "exact" needs no embedder
+# similarity_threshold = 0.95     # cosine; or score_threshold = 0.05 (APIM's distance)
+# ttl = "10m"
+# max_entries = 100000
+# vary_by = ["consumer"]          # [] shares answers between consumers
+# [semantic_cache.embedder]
+# pool = "default"                # a pool whose members serve /embeddings
+# model = "text-embedding-3-small"
+# dimensions = 512
+
 # Relative paths are relative to the working directory.
 # [log]
 # access = "stdout"               # "off", or a file path

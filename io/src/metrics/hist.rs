@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,9 +77,11 @@ pub(super) struct TimingSeries {
 pub(super) struct LocalTimings {
     /// By the hash of `[backend, model]`; a hash shared by two label sets holds both.
     #[allow(clippy::type_complexity)]
-    series: RefCell<HashMap<u64, Vec<([Box<str>; 2], Arc<Timings>)>>>,
+    series: RefCell<HashMap<u64, Vec<([Box<str>; 2], Arc<Timings>)>, super::PreHashed>>,
+    /// The key of the label-set hashes (see `LocalMetrics`).
+    seed: foldhash::fast::RandomState,
     /// The client-chosen models (routed by `"*"`) this worker keeps as label values.
-    client_models: RefCell<HashSet<Box<str>>>,
+    client_models: RefCell<HashSet<Box<str>, foldhash::fast::RandomState>>,
 }
 
 impl LocalTimings {
@@ -108,7 +110,7 @@ impl LocalTimings {
     /// histograms (and announcing them on `shared`'s queue) the first time it is seen.
     pub(super) fn observe(&self, shared: &WorkerMetrics, labels: RequestLabels<'_>, obs: Observed) {
         let (backend, model) = (label_value(labels.backend), label_value(labels.model));
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = self.seed.build_hasher();
         backend.hash(&mut h);
         model.hash(&mut h);
         let mut map = self.series.borrow_mut();
@@ -209,4 +211,29 @@ pub(super) fn render(out: &mut String, known: &[TimingSeries]) {
             );
         }
     }
+}
+
+/// Render one unlabelled histogram family, merged over `hists` (one per worker).
+pub(super) fn render_plain(out: &mut String, name: &str, help: &str, hists: &[&Histogram]) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut cum = 0u64;
+    for i in 0..=BUCKETS.len() {
+        let c = hists
+            .iter()
+            .map(|h| h.counts[i].load(Relaxed))
+            .fold(0, u64::saturating_add);
+        cum = cum.saturating_add(c);
+        let le = BUCKETS.get(i).map_or_else(|| "+Inf".to_string(), f64::to_string);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cum}");
+    }
+    let sum_ns = hists
+        .iter()
+        .map(|h| h.sum_ns.load(Relaxed))
+        .fold(0, u64::saturating_add);
+    let _ = writeln!(
+        out,
+        "{name}_sum {}\n{name}_count {cum}",
+        sum_ns as f64 / 1e9
+    );
 }

@@ -11,7 +11,7 @@ mod labels;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -73,6 +73,27 @@ pub const ROUTE_REQUESTS: Family = Family {
     labels: &["route", "status"],
 };
 
+/// Semantic cache lookups, by layer (`exact`, `semantic`, `none` for a bypass) and result.
+pub const CACHE_LOOKUPS: Family = Family {
+    name: "aigw_cache_lookups_total",
+    help: "Semantic cache lookups, by layer (exact, semantic; none for a bypass) and result (hit, miss, bypass, error).",
+    labels: &["layer", "result"],
+};
+
+/// Tokens not spent because a cache hit answered.
+pub const CACHE_TOKENS_SAVED: Family = Family {
+    name: "aigw_cache_tokens_saved_total",
+    help: "Tokens of the stored answers served by cache hits (what the backends did not have to produce again).",
+    labels: &[],
+};
+
+/// Embedder failures (the lookup then failed open).
+pub const CACHE_EMBED_ERRORS: Family = Family {
+    name: "aigw_cache_embedding_errors_total",
+    help: "Semantic cache lookups whose embeddings call failed or timed out (the request went on to the backends).",
+    labels: &[],
+};
+
 /// All counter families, indexed by position (the `family` argument of [`LocalMetrics::add`]).
 pub const FAMILIES: &[&Family] = &[
     &REQUESTS,
@@ -81,6 +102,9 @@ pub const FAMILIES: &[&Family] = &[
     &REJECTIONS,
     &CONSUMER_REQUESTS,
     &ROUTE_REQUESTS,
+    &CACHE_LOOKUPS,
+    &CACHE_TOKENS_SAVED,
+    &CACHE_EMBED_ERRORS,
 ];
 /// Index of [`TOKENS`] in [`FAMILIES`].
 pub const F_TOKENS: usize = 2;
@@ -94,6 +118,12 @@ pub const F_REQUESTS: usize = 0;
 pub const F_RETRIES: usize = 1;
 /// Index of [`ROUTE_REQUESTS`] in [`FAMILIES`].
 pub const F_ROUTE_REQUESTS: usize = 5;
+/// Index of [`CACHE_LOOKUPS`] in [`FAMILIES`].
+pub const F_CACHE_LOOKUPS: usize = 6;
+/// Index of [`CACHE_TOKENS_SAVED`] in [`FAMILIES`].
+pub const F_CACHE_TOKENS_SAVED: usize = 7;
+/// Index of [`CACHE_EMBED_ERRORS`] in [`FAMILIES`].
+pub const F_CACHE_EMBED_ERRORS: usize = 8;
 
 /// Add without a locked instruction: only the owning worker ever writes this value. Saturating: a
 /// counter must never wrap and appear to go backwards.
@@ -124,6 +154,8 @@ pub struct WorkerMetrics {
     pub upstream_conns: CachePadded<AtomicI64>,
     /// Upstream connections opened since start.
     pub upstream_connects: CachePadded<AtomicU64>,
+    /// Semantic cache lookup time (exact and semantic layers, the embeddings call included).
+    pub cache_lookup: Histogram,
     new_series: SegQueue<Series>,
     /// Timing histograms of label sets this worker has just created.
     new_timings: SegQueue<hist::TimingSeries>,
@@ -141,10 +173,46 @@ impl WorkerMetrics {
 pub struct LocalMetrics {
     /// The shared half.
     pub shared: Arc<WorkerMetrics>,
-    #[allow(clippy::type_complexity)]
-    series: RefCell<HashMap<u64, Vec<(Box<[&'static str]>, Box<[String]>, Arc<AtomicU64>)>>>,
+    series: RefCell<SeriesMap>,
+    /// The key of the series hashes: random per worker, so label values a client chooses
+    /// (`x-user-id`, model names) cannot be picked to pile into one bucket.
+    seed: foldhash::fast::RandomState,
     count: std::cell::Cell<usize>,
     timings: hist::LocalTimings,
+}
+
+/// The series of a worker by the keyed hash of (family, label names, label values); a hash shared
+/// by two label sets holds both.
+type SeriesMap = HashMap<u64, Vec<(Box<[&'static str]>, Box<[String]>, Arc<AtomicU64>)>, PreHashed>;
+
+/// For maps keyed by a hash already computed with a keyed hasher: the key is its own hash.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct PreHashed;
+
+impl std::hash::BuildHasher for PreHashed {
+    type Hasher = PreHashedHasher;
+    fn build_hasher(&self) -> PreHashedHasher {
+        PreHashedHasher(0)
+    }
+}
+
+/// The hasher of [`PreHashed`]: passes a `u64` key through.
+#[derive(Debug, Default)]
+pub(crate) struct PreHashedHasher(u64);
+
+impl Hasher for PreHashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed with this; anything else still gets a usable hash.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// Labels whose values a client can choose freely; these fold into `_other` past the cap.
@@ -158,7 +226,8 @@ impl LocalMetrics {
     pub fn new(shared: Arc<WorkerMetrics>) -> Self {
         LocalMetrics {
             shared,
-            series: RefCell::new(HashMap::new()),
+            series: RefCell::new(SeriesMap::default()),
+            seed: foldhash::fast::RandomState::default(),
             count: std::cell::Cell::new(0),
             timings: hist::LocalTimings::default(),
         }
@@ -196,7 +265,7 @@ impl LocalMetrics {
 
     /// [`add_named`](Self::add_named) with label values already through [`label_value`].
     fn add_clean(&self, family: usize, names: &[&'static str], labels: &[&str], v: u64) {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = self.seed.build_hasher();
         family.hash(&mut h);
         names.hash(&mut h);
         labels.hash(&mut h);
@@ -307,6 +376,10 @@ impl Registry {
                 f.name, f.help, f.name
             );
             for ((_, names, labels), v) in sums.iter().filter(|((x, _, _), _)| *x == fi) {
+                if names.is_empty() {
+                    let _ = writeln!(out, "{} {v}", f.name);
+                    continue;
+                }
                 let _ = write!(out, "{}{{", f.name);
                 for (i, (n, val)) in names.iter().zip(labels.iter()).enumerate() {
                     let sep = if i == 0 { "" } else { "," };
@@ -345,6 +418,13 @@ impl Registry {
             "# HELP aigw_upstream_connects_total Upstream connections opened.\n# TYPE aigw_upstream_connects_total counter\naigw_upstream_connects_total {connects}"
         );
         hist::render(&mut out, &known.timings);
+        let lookups: Vec<&Histogram> = self.workers.iter().map(|w| &w.cache_lookup).collect();
+        hist::render_plain(
+            &mut out,
+            "aigw_cache_lookup_seconds",
+            "Semantic cache lookup time (both layers, the embeddings call included).",
+            &lookups,
+        );
         out
     }
 }

@@ -48,6 +48,10 @@ pub struct RequestCtx<'r> {
     pub rec: Record<'r>,
     /// The worker's budget for buffered bodies (an answer read whole takes its share).
     pub budget: Option<std::rc::Rc<crate::server::BodyBudget>>,
+    /// The `x-aigw-cache` value of a forwarded answer (the semantic cache's lookup).
+    pub cache_header: Option<&'static str>,
+    /// What to store once the answer is complete.
+    pub cache_plan: Option<crate::cache::StorePlan>,
 }
 
 impl<'r> RequestCtx<'r> {
@@ -87,6 +91,8 @@ impl<'r> RequestCtx<'r> {
             quota_left: None,
             rec,
             budget: None,
+            cache_header: None,
+            cache_plan: None,
         }
     }
 

@@ -53,7 +53,7 @@ pub(super) async fn run<S: ClientIo>(
 ///
 /// # Errors
 /// `work`'s own, or [`GatewayError::ClientClosed`] when the client left first.
-pub(super) async fn watched<S: ClientIo, T>(
+pub(crate) async fn watched<S: ClientIo, T>(
     conn: &Conn<S>,
     work: impl Future<Output = Result<T, GatewayError>>,
 ) -> Result<T, GatewayError> {

@@ -1,7 +1,8 @@
 //! The gateway's request path as named phases over one [`RequestCtx`], statically dispatched:
 //!
 //! `on_head` (identity, before the body is read) → `on_body` (what the body asks, validated) →
-//! `route` (pool and model permission) → `short_circuit` (answers that need no backend) → `admit`
+//! `route` (pool and model permission) → `short_circuit` (answers that need no backend) →
+//! `cache` (the semantic cache's lookup: a hit is answered here, see [`crate::cache`]) → `admit`
 //! (token limits and quotas) → `upstream_request` (per attempt, in `forward`) → `response_head` →
 //! `response_body` (relay with the usage tap) → `complete` (settle, count, log).
 //!
@@ -30,8 +31,18 @@ use aigw_core::error::GatewayError;
 use aigw_core::http1::RequestHead;
 
 pub use ctx::RequestCtx;
+pub(crate) use forward::watched;
+
+/// `admit`, for a cache hit that is charged (`charge_hits`).
+///
+/// # Errors
+/// The limit's refusal.
+pub(crate) fn admit(ctx: &mut RequestCtx<'_>) -> Result<(), GatewayError> {
+    admit::run(ctx)
+}
 use identity::HeadOutcome;
 
+use crate::cache::Lookup;
 use crate::conn::Conn;
 use crate::metrics::WorkerMetrics;
 use crate::peer::ClientIo;
@@ -168,6 +179,21 @@ async fn run<S: ClientIo>(
         short_circuit::Plan::Forward => {}
         short_circuit::Plan::Models => return Ok(short_circuit::models(ctx, conn).await),
     }
+    match crate::cache::lookup::run(ctx, conn).await {
+        Lookup::Off => {}
+        Lookup::Hit(served) => match crate::cache::serve::render(&served) {
+            Some(out) => {
+                ctx.rec.cache = Some(served.header);
+                return crate::cache::serve::hit(ctx, served, out, conn).await;
+            }
+            None => ctx.cache_header = Some("miss"),
+        },
+        Lookup::Forward { header, plan } => {
+            ctx.cache_header = Some(header);
+            ctx.cache_plan = plan;
+        }
+    }
+    ctx.rec.cache = ctx.cache_header;
     admit::run(ctx)?;
     let won = forward::run(ctx, conn).await?;
     Ok(respond::run(ctx, won, conn).await)

@@ -72,6 +72,9 @@ pub(super) async fn run<S: AsyncReadRent + AsyncWriteRent>(
         let model = ctx.body.as_ref().map_or("", |b| &*b.model);
         tap = tap.counting(aigw_core::tokens::encoding_for(model));
     }
+    if let Some(max) = keep_for_cache(ctx, &won, sse) {
+        tap = tap.keeping(max);
+    }
     let mut tap = tap.decoding(&won.resp.headers);
     let mut wait = Duration::ZERO;
     if !ok {
@@ -90,7 +93,7 @@ pub(super) async fn run<S: AsyncReadRent + AsyncWriteRent>(
             Whole::Body(body) => {
                 ctx.waited(wait);
                 tap.feed(&body);
-                account(ctx, tap.finish(), true);
+                account(ctx, tap.finish(), true, won.resp.status, sse);
                 ctx.settle(ctx.rec.usage.map_or(0, |u| u.total_tokens));
                 return send_whole(ctx, won, body, conn).await;
             }
@@ -151,9 +154,21 @@ fn charges(ctx: &RequestCtx<'_>) -> bool {
     ctx.admission.is_some() && ctx.path.is_some_and(|p| p.response_object().is_none())
 }
 
+/// Keep the decoded answer for the semantic cache? Up to `max_entry_bytes`, when the lookup left a
+/// plan to store it and the answer may be stored (a 200; a stream only with `store_streams`).
+fn keep_for_cache(ctx: &RequestCtx<'_>, won: &Won, sse: bool) -> Option<usize> {
+    let plan = ctx.cache_plan.as_ref()?;
+    let cfg = ctx.snap.cfg.semantic_cache.as_ref()?;
+    (won.resp.status == 200 && (!sse || plan.streams)).then_some(cfg.max_entry_bytes)
+}
+
 /// Charge the answer what it used (a 2xx only: an error costs nothing), keep its text and the id
-/// of the stored response it created.
-fn account(ctx: &mut RequestCtx<'_>, mut tapped: Tapped, ok: bool) {
+/// of the stored response it created, and hand a complete answer to the semantic cache.
+fn account(ctx: &mut RequestCtx<'_>, mut tapped: Tapped, ok: bool, status: u16, sse: bool) {
+    if let Some(plan) = ctx.cache_plan.take() {
+        let kept = tapped.kept.take();
+        crate::cache::store::answer(ctx, plan, status, sse || tapped.stream, kept.as_deref());
+    }
     let model = ctx.body.as_ref().map_or("", |b| &*b.model);
     ctx.rec.usage = match (ok && charges(ctx), ctx.admission.as_mut()) {
         (true, Some(adm)) => Some(adm.usage_of(&tapped, model, &ctx.req.body)),
@@ -175,6 +190,10 @@ fn head_for(ctx: &RequestCtx<'_>, won: &Won, dechunk: bool, body: usize) -> Byte
     }
     if let Some(left) = ctx.quota_left {
         rate[n] = (QUOTA_HEADER, q.format(left).as_bytes());
+        n += 1;
+    }
+    if let Some(v) = ctx.cache_header {
+        rate[n] = (crate::cache::CACHE_HEADER, v.as_bytes());
         n += 1;
     }
     let name = &ctx.snap.cfg.backends[won.backend].name;
@@ -229,7 +248,8 @@ async fn relay<S: AsyncReadRent + AsyncWriteRent>(
     mut wait: Duration,
     conn: &mut Conn<S>,
 ) -> bool {
-    let ok = (200..300).contains(&won.resp.status);
+    let status = won.resp.status;
+    let ok = (200..300).contains(&status);
     let mut first: Option<Instant> = None;
     // A stream's stored response is placed as soon as its id passes: its client may act on it
     // before the stream ends.
@@ -249,7 +269,7 @@ async fn relay<S: AsyncReadRent + AsyncWriteRent>(
     if sse {
         ctx.rec.ttft = first.map(|t| t.duration_since(ctx.req.started));
     }
-    account(ctx, tap.finish(), ok);
+    account(ctx, tap.finish(), ok, status, sse);
     keep
 }
 
@@ -330,11 +350,13 @@ fn client_head(
         "",
         "",
         "",
+        "",
     ];
     let mut extra: [(&str, &[u8]); FIXED + MAX_RATE_HEADERS] = [
         ("x-request-id", request_id.as_bytes()),
         ("x-aigw-backend", backend_name.as_bytes()),
         ("x-aigw-attempts", attempts.format(won.attempts).as_bytes()),
+        ("", b""),
         ("", b""),
         ("", b""),
         ("", b""),
@@ -348,8 +370,9 @@ fn client_head(
         .encode_for_client(out, &replace[..n], &extra[..n], dechunk);
 }
 
-/// Most rate-limit headers a client head carries (three of the bucket, one of the quota).
-const MAX_RATE_HEADERS: usize = 4;
+/// Most headers of the gateway's own a client head carries besides the fixed ones: three of the
+/// caller's bucket, one of the quota, and `x-aigw-cache`.
+const MAX_RATE_HEADERS: usize = 5;
 
 /// Is the response an event stream (`content-type: text/event-stream`)?
 fn is_sse(resp: &aigw_core::http1::ResponseHead) -> bool {
