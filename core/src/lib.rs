@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod balance;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod http1;

@@ -1,0 +1,54 @@
+//! The semantic cache's index: an exact map and per-partition rings of vector generations, shared by
+//! every core, written by one indexer thread.
+//!
+//! # Shape
+//! - **Lookups (any core, lock-free):** the exact layer is a `crossbeam_skiplist::SkipMap<u128, _>`
+//!   read with an expiry and flush-epoch check. The semantic layer reads the partition registry (a
+//!   `SkipMap<u128, ArcSwap<PartitionView>>`), loads the partition's published generations (newest
+//!   first), and searches each: a flat scan of contiguous chunks for small ones, a frozen HNSW graph
+//!   (plus a scan of the rows it does not cover yet) for big ones. Expired, flushed and
+//!   `accept`-rejected candidates are skipped; the best one at or above the threshold wins.
+//! - **Stores (any core, never blocking):** [`Cache::submit`] pushes onto the core's own bounded
+//!   `crossbeam::queue::ArrayQueue`; a full queue drops the job and counts it.
+//! - **The indexer (one thread, the only writer):** drains the queues in batches, appends to the
+//!   partition's open generation (copy-on-write of one partial chunk), evicts, builds graphs in
+//!   5 ms slices, and republishes whole immutable views through `ArcSwap`. It sleeps in
+//!   `park_timeout` and a submit unparks it.
+//!
+//! # Generations
+//! A generation holds at most `max_entries / generations` stores and is sealed after
+//! `ttl / generations`. Capacity (all partitions together) evicts the oldest generation anywhere,
+//! before the store that needs the room becomes visible; TTL reclaims a generation once its last entry
+//! expired (each entry's own expiry is checked on read); a flush bumps an epoch that hides everything
+//! older at once, and the indexer reclaims it. hnsw_rs has no delete: generations are how entries go.
+//!
+//! # hnsw_rs
+//! hnsw_rs builds the graphs, privately, on the indexer thread; readers search a frozen copy of the
+//! links (`graph.rs`), which was measured faster than hnsw_rs's own search, which takes parking_lot
+//! read locks and allocates per call (BENCHMARKS.md). Its hazards are fenced: every vector is a
+//! validated [`Unit`], the distance is our clamped dot (never NaN, never negative), its parameters are
+//! clamped before `Hnsw::new`, and its `Drop` (rayon) runs on a private one-thread pool of the indexer.
+
+mod cache;
+mod flat;
+mod generation;
+mod graph;
+mod hnsw;
+mod indexer;
+mod params;
+mod probe;
+mod stats;
+mod vector;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_lifecycle;
+
+pub use cache::{Cache, Hit, StoreJob, SEARCH_K};
+pub use params::{
+    IndexParams, ParamsError, DEFAULT_HNSW_MIN_ENTRIES, MAX_EF, MAX_ENTRIES, MAX_GENERATIONS, MAX_M,
+};
+pub use probe::Segment;
+pub use stats::{CacheStats, Evictions};
+pub use vector::{dot, similarity, unit, ClampedDot, Unit, VectorError, MAX_DIMS};
