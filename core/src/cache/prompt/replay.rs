@@ -10,13 +10,15 @@
 //! usage, `[DONE]`. Responses: see [`replay_responses`](super::replay_responses).
 //!
 //! What a stream cannot carry faithfully is not replayed (`None`; io then serves a miss and asks
-//! the backend): logprobs, audio, a legacy `function_call`, annotations, a usage chunk asked for
+//! the backend): logprobs, audio, a legacy `function_call`, annotations, tool calls that are not
+//! plain function calls (`id`, `type: "function"`, `function {name, arguments}`, nothing else),
+//! a usage chunk asked for
 //! when the stored answer had no `usage`, and anything [`storable`](super::storable) would not
 //! have stored.
 
 use serde_json::{json, Map, Value};
 
-use super::storable::{answer_tokens, only_choice};
+use super::storable::{answer_tokens, only_choice, tool_calls_ok};
 use super::{replay_responses, Operation};
 
 /// Characters per replayed content piece (the last may be shorter).
@@ -120,6 +122,11 @@ fn chat(v: &Value, include_usage: bool) -> Option<Vec<u8>> {
     {
         return None;
     }
+    let calls = msg.get("tool_calls").filter(|c| !nothing(c));
+    let plain = |c: &Value| c.as_array().is_some_and(|a| a.iter().all(plain_call));
+    if calls.is_some_and(|c| !tool_calls_ok(Some(c)) || !plain(c)) {
+        return None;
+    }
     let finish = choice.get("finish_reason")?;
     let head = head(v, "chat.completion.chunk", include_usage);
     let mut out = Vec::new();
@@ -140,7 +147,7 @@ fn chat(v: &Value, include_usage: bool) -> Option<Vec<u8>> {
             chunk(&mut out, json!({"refusal": p}), &Value::Null)?;
         }
     }
-    let calls = msg.get("tool_calls").and_then(Value::as_array);
+    let calls = calls.and_then(Value::as_array);
     for (i, call) in calls.into_iter().flatten().enumerate() {
         let f = call.get("function")?;
         let start = json!({"index": i, "id": call.get("id")?, "type": "function",
@@ -158,6 +165,17 @@ fn chat(v: &Value, include_usage: bool) -> Option<Vec<u8>> {
     usage_frame(&mut out, &head, v, include_usage)?;
     out.extend_from_slice(b"data: [DONE]\n\n");
     Some(out)
+}
+
+/// A tool call with nothing the deltas would not carry: `id`, `type`, `function` `{name,
+/// arguments}` only.
+fn plain_call(call: &Value) -> bool {
+    let only = |v: Option<&Value>, keys: &[&str]| {
+        v.and_then(Value::as_object)
+            .is_some_and(|o| o.keys().all(|k| keys.contains(&k.as_str())))
+    };
+    only(Some(call), &["id", "type", "function"])
+        && only(call.get("function"), &["name", "arguments"])
 }
 
 fn completion(v: &Value, include_usage: bool) -> Option<Vec<u8>> {

@@ -132,7 +132,7 @@ struct ToolCall {
 
 /// A chat or completion stream → the equivalent JSON answer (not yet checked).
 fn assemble(op: Operation, body: &[u8]) -> Option<Value> {
-    let mut head = Map::new();
+    let (mut head, mut empty) = (Map::new(), Map::new());
     let (mut text, mut refusal) = (None::<String>, None::<String>);
     let mut tools: Vec<ToolCall> = Vec::new();
     let (mut finish, mut usage, mut done) = (None::<String>, None::<Value>, false);
@@ -159,7 +159,10 @@ fn assemble(op: Operation, body: &[u8]) -> Option<Value> {
         ] {
             match chunk.get(key) {
                 None | Some(Value::Null) => {}
-                Some(Value::String(s)) if s.is_empty() => {} // Azure's filter-only first chunk
+                // Azure's filter-only first chunk has an empty id and model: a later one counts.
+                Some(Value::String(s)) if s.is_empty() => {
+                    empty.entry(key).or_insert(Value::String(String::new()));
+                }
                 Some(v) => {
                     head.entry(key).or_insert_with(|| v.clone());
                 }
@@ -206,6 +209,9 @@ fn assemble(op: Operation, body: &[u8]) -> Option<Value> {
     };
     choice["finish_reason"] = json!(finish?);
     let mut out = head;
+    for (k, v) in empty {
+        out.entry(k).or_insert(v);
+    }
     out.insert(
         "object".into(),
         json!(if op == Operation::Chat {

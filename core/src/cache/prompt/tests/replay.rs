@@ -162,6 +162,24 @@ fn what_a_stream_cannot_carry_is_not_replayed() {
         false
     )
     .is_none());
+    // Tool calls the deltas would not carry whole.
+    let call = json!({"id":"c","type":"function","function":{"name":"f","arguments":"{}"}});
+    for calls in [
+        json!([{"id":"c","type":"function","function":{"name":"f","arguments":"{}"},"extra":1}]),
+        json!([{"id":"c","type":"function","function":{"name":"f","arguments":"{}","strict":true}}]),
+        json!([{"id":"c","type":"custom","custom":{"name":"f","input":"x"}}]),
+        json!([{"id":5,"type":"function","function":{"name":"f","arguments":"{}"}}]),
+    ] {
+        let msg = json!({"role":"assistant","content":"Hi","tool_calls":calls});
+        let stored = chat_answer(msg, "stop");
+        assert!(storable(Operation::Chat, false, &stored).is_some());
+        assert!(
+            replay_sse(Operation::Chat, &stored, false).is_none(),
+            "{calls}"
+        );
+    }
+    let msg = json!({"role":"assistant","content":"Hi","tool_calls":[call]});
+    assert!(replay_sse(Operation::Chat, &chat_answer(msg, "stop"), false).is_some());
     let mut lp = value(&chat_answer(plain, "stop"));
     lp["choices"][0]["logprobs"] = json!({"content":[]});
     assert!(replay_sse(Operation::Chat, lp.to_string().as_bytes(), false).is_none());

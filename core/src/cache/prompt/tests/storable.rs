@@ -265,6 +265,14 @@ fn streams_are_read_as_the_event_stream_rules_say() {
         (v["id"].as_str(), v["model"].as_str()),
         (Some("c1"), Some("m"))
     );
+    // Only empty ids: kept empty (a replay of it reads back the same).
+    let no_id = format!("data: {azure}\n\n{base}{done}").replace(r#""id":"c1""#, r#""id":"""#);
+    let v = value(
+        &storable(Operation::Chat, true, no_id.as_bytes())
+            .unwrap()
+            .json,
+    );
+    assert_eq!(v["id"], "");
 }
 
 #[test]
