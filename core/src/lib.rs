@@ -8,6 +8,7 @@
 //! - [`openai`]: path classification (OpenAI and Azure styles), the body peek, error bodies.
 //! - [`config`]: the TOML file, checked once into an immutable [`config::Config`].
 //! - [`request`]: the request path's synchronous decisions (names, routing, the upstream request).
+//! - [`cache`]: the semantic cache's keys, guards, storing and replay.
 //! - [`mock`]: the sans-IO brain of the built-in mock upstream.
 #![forbid(unsafe_code)]
 

@@ -1,11 +1,16 @@
 //! The response cache: an exact layer (a request's key) and a semantic layer (its embedding's nearest
 //! neighbours), shared by every core.
 //!
-//! [`index`] holds the data structures and the indexer thread; what to embed, the guards and the
-//! replay of a stored answer live next to it. An [`Entry`] is the unit both layers hand out: it is
-//! stored once, in an `Arc`, and every core serves the same bytes from it.
+//! - [`index`]: the data structures and the indexer thread.
+//! - [`prompt`]: the request and response side: cache keys and the text to embed from a request
+//!   body, the lexical guards, what of a finished answer is stored, and the SSE replay of a
+//!   stored answer.
+//!
+//! An [`Entry`] is the unit both layers hand out: it is stored once, in an `Arc`, and every core
+//! serves the same bytes from it.
 
 pub mod index;
+pub mod prompt;
 
 pub use index::{
     unit, Cache, CacheStats, Evictions, Hit, IndexParams, ParamsError, StoreJob, Unit, VectorError,

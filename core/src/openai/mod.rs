@@ -2,6 +2,7 @@
 
 pub(crate) mod choices;
 mod counts;
+mod keep;
 mod path;
 mod peek;
 mod responses;

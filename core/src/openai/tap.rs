@@ -167,6 +167,18 @@ impl UsageTap {
         self
     }
 
+    /// Keep the whole decoded body (JSON or SSE, after `Content-Encoding`) up to `max_bytes`, for
+    /// the semantic cache to store ([`Tapped::kept`]). Past `max_bytes` what was kept is dropped
+    /// at once and [`Tapped::kept_dropped`] is set; a body that cannot be decoded to its end is
+    /// not kept either. Call before [`decoding`](Self::decoding).
+    #[must_use]
+    pub fn keeping(mut self, max_bytes: usize) -> Self {
+        if let Body::Plain(r) = &mut self.body {
+            r.keep(max_bytes);
+        }
+        self
+    }
+
     /// Read the body through the `Content-Encoding` of the response `headers`, decoding at most
     /// [`MAX_DECODED_BYTES`].
     #[must_use]
@@ -277,6 +289,9 @@ impl UsageTap {
         };
         let mut tapped = reader.finish();
         tapped.undecoded = self.failure;
+        if self.failure.is_some() && tapped.kept.take().is_some() {
+            tapped.kept_dropped = true; // only part of the body was decoded
+        }
         tapped
     }
 
@@ -401,3 +416,7 @@ impl Write for Sink {
 #[cfg(test)]
 #[path = "tap_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "keep_tests.rs"]
+mod keep_tests;

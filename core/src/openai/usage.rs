@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::choices::{ChoiceTexts, Lenient};
 use super::counts::UsageCounts;
+use super::keep::Keep;
 use super::responses::{EventResponse, OutputTexts};
 use super::tap::Undecoded;
 use crate::tokens;
@@ -44,6 +45,13 @@ pub struct Tapped {
     /// The id of the Responses API object the body carried (a JSON body whose `object` is
     /// `"response"`, or the first SSE event with a `response.id`), when it had one.
     pub response_id: Option<String>,
+    /// The whole decoded body (after `Content-Encoding`), when the tap was asked to keep it
+    /// ([`UsageTap::keeping`](super::UsageTap::keeping)) and it was read to its end within the
+    /// limit: what the semantic cache stores from. `None` otherwise.
+    pub kept: Option<Vec<u8>>,
+    /// Keeping was asked for but the body is not kept: over the limit, not decodable to its end
+    /// ([`Tapped::undecoded`]), or a JSON body past the tap's own `max_json_bytes`.
+    pub kept_dropped: bool,
 }
 
 impl Tapped {
@@ -104,6 +112,8 @@ pub(crate) struct Reader {
     max_json: usize,
     stream: bool,
     found: Found,
+    /// The decoded body kept whole, when asked (see [`Reader::keep`]).
+    keep: Option<Keep>,
 }
 
 /// Where the tap is in the body.
@@ -151,7 +161,13 @@ impl Reader {
                 truncated: false,
                 response_id: None,
             },
+            keep: None,
         }
+    }
+
+    /// Keep the whole decoded body, up to `max_bytes` (see [`Tapped::kept`]).
+    pub(crate) fn keep(&mut self, max_bytes: usize) {
+        self.keep = Some(Keep::new(max_bytes));
     }
 
     /// Count the tokens of the whole reply text under `enc` as it passes (see [`Tapped::count`]).
@@ -161,6 +177,9 @@ impl Reader {
 
     /// The next piece of the (decoded) body.
     pub(crate) fn feed(&mut self, data: &[u8]) {
+        if let Some(k) = &mut self.keep {
+            k.push(data);
+        }
         let rest = self.sniff(data);
         self.feed_decided(rest);
     }
@@ -178,6 +197,8 @@ impl Reader {
 
     /// The usage and text found in the whole body.
     pub(crate) fn finish(self) -> Tapped {
+        let saturated = self.saturated();
+        let kept = self.keep.map(|k| k.take().filter(|_| !saturated));
         let mut found = self.found;
         match self.mode {
             // Still undecided: at most a few bytes that start like SSE but are not; nothing to find.
@@ -198,6 +219,8 @@ impl Reader {
             stream: self.stream,
             undecoded: None,
             response_id: found.response_id,
+            kept_dropped: matches!(kept, Some(None)),
+            kept: kept.flatten(),
         }
     }
 
