@@ -20,7 +20,7 @@ pub fn stats(host: &CacheHost) -> Value {
         "memory_bytes": s.memory_bytes,
         "stored": s.stored,
         "store_dropped": s.store_dropped,
-        "evictions": {"ttl": s.evictions_ttl, "capacity": s.evictions_capacity, "flush": s.evictions_flush},
+        "evictions": {"ttl": s.evictions.ttl, "capacity": s.evictions.capacity, "flush": s.evictions.flush},
     })
 }
 
@@ -55,9 +55,9 @@ pub fn metrics(host: &CacheHost, out: &mut String) {
         "# HELP {name} Answers removed from the semantic cache, by reason.\n# TYPE {name} counter"
     );
     for (reason, v) in [
-        ("ttl", s.evictions_ttl),
-        ("capacity", s.evictions_capacity),
-        ("flush", s.evictions_flush),
+        ("ttl", s.evictions.ttl),
+        ("capacity", s.evictions.capacity),
+        ("flush", s.evictions.flush),
     ] {
         let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {v}");
     }
