@@ -14,7 +14,8 @@ use common::*;
 
 both_drivers!(
     every_example_serves,
-    circuit_breaker_example_reproduces_the_lab
+    circuit_breaker_example_reproduces_the_lab,
+    semantic_caching_example_reproduces_the_lab
 );
 
 fn examples() -> Vec<PathBuf> {
@@ -35,6 +36,7 @@ fn examples() -> Vec<PathBuf> {
         "priority-fallback.toml",
         "advanced.toml",
         "circuit-breaker.toml",
+        "semantic-caching.toml",
     ] {
         assert!(names.contains(&want), "examples/{want} missing: {names:?}");
     }
@@ -184,4 +186,64 @@ fn circuit_breaker_example_reproduces_the_lab(d: Driver) {
     );
     let v = gw.admin("GET", "/backends").json();
     assert_eq!(v["backends"][0]["breaker"], "open", "{v}");
+}
+
+/// `examples/semantic-caching.toml` shows what the APIM semantic-caching lab shows: of the lab's
+/// four coffee prompts the first goes to the backend, the other three are served from the cache
+/// (`score_threshold = 0.8`, i.e. similarity 0.2; under the mock's bag-of-words embeddings the
+/// three share 0.25 to 0.37 with the first), and the backend sees one request.
+fn semantic_caching_example_reproduces_the_lab(d: Driver) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/semantic-caching.toml");
+    let gw = Gateway::start(
+        d,
+        &template(&std::fs::read_to_string(path).expect("read example")),
+    );
+    let prompts = [
+        "How to Brew the Perfect Cup of Coffee?",
+        "What are the steps to Craft the Ideal Espresso?",
+        "Tell me how to create the best steaming Java?",
+        "Explain how to make a caffeinated brewed beverage?",
+    ];
+    let ask = |q: &str| {
+        let body = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": q}]});
+        gw.call(
+            "POST",
+            "/v1/chat/completions",
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    };
+    let first = ask(prompts[0]);
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(
+        first.header("x-aigw-cache"),
+        Some("miss"),
+        "{:?}",
+        first.headers
+    );
+    // The store is asynchronous: wait for it on the admin port.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while gw.admin("GET", "/cache").json()["entries"].as_u64() < Some(1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first answer was never stored"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for q in &prompts[1..] {
+        let r = ask(q);
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        assert_eq!(
+            r.header("x-aigw-cache"),
+            Some("hit-semantic"),
+            "{q}: {:?}",
+            r.headers
+        );
+        assert_eq!(r.body, first.body, "{q}: not the stored answer");
+    }
+    assert_eq!(
+        gw.mock_requests("p18061").len(),
+        1,
+        "the backend saw more than the first prompt"
+    );
 }

@@ -15,24 +15,6 @@ use common::*;
 
 both_drivers!(the_python_sdk_speaks_the_responses_api_in_every_style);
 
-/// The Python with the SDK: `AIGW_SDK_PYTHON`, else the venv `scripts/sdk-env` makes.
-fn sdk_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("AIGW_SDK_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new("bash")
-        .arg(root.join("scripts/sdk-env"))
-        .output()
-        .expect("run scripts/sdk-env");
-    assert!(
-        out.status.success(),
-        "scripts/sdk-env could not install the OpenAI SDK (it needs PyPI): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 fn the_python_sdk_speaks_the_responses_api_in_every_style(d: Driver) {
     let python = sdk_python();
     let gw = Gateway::start(d, THREE_DIALECTS);

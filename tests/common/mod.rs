@@ -506,6 +506,25 @@ pub fn mock_requests(addr: SocketAddr) -> Vec<Value> {
         .clone()
 }
 
+/// The Python with the official OpenAI SDK the SDK tests drive: `AIGW_SDK_PYTHON`, else the venv
+/// `scripts/sdk-env` makes (it installs the pinned `openai` package from PyPI once).
+pub fn sdk_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("AIGW_SDK_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new("bash")
+        .arg(root.join("scripts/sdk-env"))
+        .output()
+        .expect("run scripts/sdk-env");
+    assert!(
+        out.status.success(),
+        "scripts/sdk-env could not install the OpenAI SDK (it needs PyPI): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
 /// A running `aigw mock --listen ADDR ARGS...`.
 pub struct MockProc {
     pub proc: Proc,
