@@ -125,13 +125,25 @@ impl Service for Admin {
             },
             ("/cache", true) => {
                 let json = crate::cache::admin::stats(&self.control.cache);
-                send_response(conn, 200, &[], "application/json", json.to_string().as_bytes())
-                    .await
+                send_response(
+                    conn,
+                    200,
+                    &[],
+                    "application/json",
+                    json.to_string().as_bytes(),
+                )
+                .await
             }
             ("/cache", false) if req.head.is_method("DELETE") => {
                 let json = crate::cache::admin::flush(&self.control.cache);
-                send_response(conn, 200, &[], "application/json", json.to_string().as_bytes())
-                    .await
+                send_response(
+                    conn,
+                    200,
+                    &[],
+                    "application/json",
+                    json.to_string().as_bytes(),
+                )
+                .await
             }
             ("/", true) => {
                 let index = serde_json::json!({

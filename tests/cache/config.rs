@@ -8,11 +8,18 @@ use crate::setup::*;
 
 /// `aigw check` on `text` (a [`Setup`] rendering) written into `dir`: (accepted, its output).
 fn check(dir: &TempDir, name: &str, text: &str) -> (bool, String) {
-    // `aigw check` binds nothing: any address will do.
+    // `aigw check` binds nothing, but refuses two listeners on one address: each placeholder
+    // gets a port of its own.
     let mut text = text.to_string();
+    let mut names: Vec<String> = Vec::new();
     while let Some(i) = text.find("{addr:") {
         let end = text[i..].find('}').unwrap() + i;
-        text.replace_range(i..=end, "127.0.0.1:1");
+        let name = text[i..=end].to_string();
+        let n = names.iter().position(|x| *x == name).unwrap_or_else(|| {
+            names.push(name);
+            names.len() - 1
+        });
+        text.replace_range(i..=end, &format!("127.0.0.1:{}", 1 + n));
     }
     let path: PathBuf = dir.path(name);
     write_atomic(&path, &text);

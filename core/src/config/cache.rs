@@ -2,8 +2,8 @@
 //! once into [`SemanticCache`].
 //!
 //! The safety of a shared cache is in its partitions, so the defaults are the careful ones: one
-//! partition per consumer (`vary_by = ["consumer"]`), a high similarity bar (0.95), both lexical
-//! guards on, conversations past ten messages never cached.
+//! partition per consumer (`vary_by = ["consumer"]`), both lexical guards on, conversations past
+//! ten messages never cached; and the similarity bar has no default: the file says it.
 
 use std::time::Duration;
 
@@ -356,7 +356,12 @@ fn threshold(similarity: Option<f64>, score: Option<f64>) -> Result<f32> {
                 "must be a distance of at least 0 and below 1 (e.g. 0.05; APIM's lab uses 0.8)",
             ))
         }
-        (None, None) => 0.95,
+        (None, None) => {
+            return Err(invalid(
+                key_path!["semantic_cache"],
+                "set similarity_threshold (cosine, e.g. 0.95) or score_threshold (APIM's distance, e.g. 0.05): which answers count as the same is too important to default",
+            ))
+        }
     };
     // f64 → f32 of a value in (0, 1] stays in (0, 1].
     Ok(sim as f32)

@@ -14,11 +14,12 @@ fn with(cache: &str) -> String {
 }
 
 const EMBEDDER: &str = "[semantic_cache.embedder]\npool = \"embeddings\"\n";
+const SIM: &str = "similarity_threshold = 0.95\n";
 
 #[test]
 fn absent_is_off_and_the_defaults_are_the_careful_ones() {
     assert!(parse(&with("")).unwrap().semantic_cache.is_none());
-    let cfg = parse(&with(&format!("[semantic_cache]\n{EMBEDDER}"))).unwrap();
+    let cfg = parse(&with(&format!("[semantic_cache]\n{SIM}{EMBEDDER}"))).unwrap();
     let c = cfg.semantic_cache.unwrap();
     assert_eq!(c.mode, CacheMode::ExactSemantic);
     assert_eq!(
@@ -89,7 +90,10 @@ fn every_key_is_read() {
     let e = c.embedder.unwrap();
     assert_eq!((e.model.as_str(), e.dimensions), ("e5", 384));
     assert_eq!(e.timeout, Duration::from_millis(250));
-    let exact = parse(&with("[semantic_cache]\nmode = \"exact\"\nvary_by = []\n")).unwrap();
+    let exact = parse(&with(&format!(
+        "[semantic_cache]\nmode = \"exact\"\nvary_by = []\n{SIM}"
+    )))
+    .unwrap();
     let c = exact.semantic_cache.unwrap();
     assert!(c.embedder.is_none() && c.vary_by.is_empty());
 }
@@ -199,7 +203,11 @@ fn refusals_name_the_key() {
         ),
     ] {
         fails(
-            &with(&format!("[{sc}]\n{body}{EMBEDDER}")),
+            // A threshold after the line under test (the file must name one).
+            &with(&format!(
+                "[{sc}]\n{body}{}{EMBEDDER}",
+                if body.contains("threshold") { "" } else { SIM }
+            )),
             line,
             key,
             needle,
@@ -209,37 +217,49 @@ fn refusals_name_the_key() {
         &with("[semantic_cache]\n"),
         11,
         "semantic_cache",
+        "set similarity_threshold",
+    );
+    fails(
+        &with(&format!("[semantic_cache]\n{SIM}")),
+        11,
+        "semantic_cache",
         "needs a [semantic_cache.embedder]",
     );
     fails(
-        &with(&format!("[semantic_cache]\nmode = \"exact\"\n{EMBEDDER}")),
-        13,
+        &with(&format!(
+            "[semantic_cache]\n{SIM}mode = \"exact\"\n{EMBEDDER}"
+        )),
+        14,
         "semantic_cache.embedder",
         "embeds nothing",
     );
     fails(
-        &with("[semantic_cache]\n[semantic_cache.embedder]\npool = \"nope\"\n"),
-        13,
+        &with(&format!(
+            "[semantic_cache]\n{SIM}[semantic_cache.embedder]\npool = \"nope\"\n"
+        )),
+        14,
         "semantic_cache.embedder.pool",
         "unknown pool \"nope\"",
     );
     fails(
-        &with("[semantic_cache]\n[semantic_cache.embedder]\nmodel = \"x\"\n"),
-        12,
+        &with(&format!(
+            "[semantic_cache]\n{SIM}[semantic_cache.embedder]\nmodel = \"x\"\n"
+        )),
+        13,
         "semantic_cache.embedder",
         "missing key \"pool\"",
     );
     fails(
         &with(&format!(
-            "[semantic_cache]\n{EMBEDDER}dimensions = 100000\n"
+            "[semantic_cache]\n{SIM}{EMBEDDER}dimensions = 100000\n"
         )),
-        14,
+        15,
         "semantic_cache.embedder.dimensions",
         "between 2 and 8192",
     );
     fails(
-        &with("[semantic_cache]\n[semantic_cache.index]\nm = 200\n[semantic_cache.embedder]\npool = \"embeddings\"\n"),
-        13,
+        &with(&format!("[semantic_cache]\n{SIM}[semantic_cache.index]\nm = 200\n[semantic_cache.embedder]\npool = \"embeddings\"\n")),
+        14,
         "semantic_cache.index.m",
         "between 4 and 64",
     );

@@ -220,7 +220,7 @@ retry_on = [429, "500-599"]
 # without a backend call. Partitioned per consumer by default; see README "Semantic cache".
 # [semantic_cache]
 # mode = "exact+semantic"         # "exact" needs no embedder
-# similarity_threshold = 0.95     # cosine; or score_threshold = 0.05 (APIM's distance)
+# similarity_threshold = 0.95     # required: cosine; or score_threshold = 0.05 (APIM distance)
 # ttl = "10m"
 # max_entries = 100000
 # vary_by = ["consumer"]          # [] shares answers between consumers

@@ -354,10 +354,13 @@ fn demo_examples_parse_when_uncommented() {
                 .unwrap_or("")
         })
         .collect::<Vec<_>>()
-        .join("\n");
+        .join("\n")
+        // TAIL's pool is "p"; the demo's is "default".
+        .replace("pool = \"default\"", "pool = \"p\"");
     let c = parse(&format!("{TAIL}{text}\n")).unwrap();
     assert_eq!(c.consumers.len(), 1);
     assert!(c.token_limit.is_some() && c.log.messages.is_some());
+    assert!(c.semantic_cache.is_some());
 }
 
 #[test]

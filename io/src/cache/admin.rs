@@ -41,13 +41,41 @@ pub fn metrics(host: &CacheHost, out: &mut String) {
     };
     let s = live.cache.stats();
     for (name, kind, help, v) in [
-        ("aigw_cache_entries", "gauge", "Answers in the semantic cache (all partitions).", s.entries),
-        ("aigw_cache_partitions", "gauge", "Partitions of the semantic cache holding answers.", s.partitions),
-        ("aigw_cache_generations", "gauge", "Generations (eviction units) of the semantic cache.", s.generations),
-        ("aigw_cache_memory_bytes", "gauge", "Estimated memory held by the semantic cache.", s.memory_bytes),
-        ("aigw_cache_store_dropped_total", "counter", "Answers not stored because a worker's store queue was full.", s.store_dropped),
+        (
+            "aigw_cache_entries",
+            "gauge",
+            "Answers in the semantic cache (all partitions).",
+            s.entries,
+        ),
+        (
+            "aigw_cache_partitions",
+            "gauge",
+            "Partitions of the semantic cache holding answers.",
+            s.partitions,
+        ),
+        (
+            "aigw_cache_generations",
+            "gauge",
+            "Generations (eviction units) of the semantic cache.",
+            s.generations,
+        ),
+        (
+            "aigw_cache_memory_bytes",
+            "gauge",
+            "Estimated memory held by the semantic cache.",
+            s.memory_bytes,
+        ),
+        (
+            "aigw_cache_store_dropped_total",
+            "counter",
+            "Answers not stored because a worker's store queue was full.",
+            s.store_dropped,
+        ),
     ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
     }
     let name = "aigw_cache_evictions_total";
     let _ = writeln!(

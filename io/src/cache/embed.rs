@@ -118,7 +118,15 @@ async fn call(
         return Err(EmbedError::Answer("a compressed answer".into()));
     }
     let framing: BodyFraming = won.resp.framing;
-    let body = match read_whole(&mut won.up, framing, MAX_ANSWER, g.upstream_timeout, &mut wait).await {
+    let body = match read_whole(
+        &mut won.up,
+        framing,
+        MAX_ANSWER,
+        g.upstream_timeout,
+        &mut wait,
+    )
+    .await
+    {
         Whole::Body(b) => b,
         Whole::Relay => return Err(EmbedError::Answer("too large or unframed".into())),
         Whole::Failed(why) => return Err(EmbedError::Answer(why.into())),
@@ -146,8 +154,7 @@ struct Item {
 
 /// The first vector of an embeddings list.
 fn parse(body: &[u8]) -> Result<Vec<f32>, EmbedError> {
-    let list: List =
-        serde_json::from_slice(body).map_err(|e| EmbedError::Answer(e.to_string()))?;
+    let list: List = serde_json::from_slice(body).map_err(|e| EmbedError::Answer(e.to_string()))?;
     list.data
         .into_iter()
         .next()
@@ -161,7 +168,10 @@ mod tests {
 
     #[test]
     fn only_a_list_of_numbers_is_a_vector() {
-        assert_eq!(parse(br#"{"data":[{"embedding":[0.5,-1]}]}"#).unwrap(), [0.5, -1.0]);
+        assert_eq!(
+            parse(br#"{"data":[{"embedding":[0.5,-1]}]}"#).unwrap(),
+            [0.5, -1.0]
+        );
         for bad in [
             &br#"{"data":[]}"#[..],
             br#"{"data":[{"embedding":"AAAA"}]}"#,

@@ -30,10 +30,7 @@ impl Identity {
         let c = cfg.semantic_cache.as_ref()?;
         Some(Identity {
             mode: c.mode,
-            embedder: c
-                .embedder
-                .as_ref()
-                .map(|e| (e.model.clone(), e.dimensions)),
+            embedder: c.embedder.as_ref().map(|e| (e.model.clone(), e.dimensions)),
             max_entries: c.max_entries,
             generations: c.generations,
             queue_capacity: c.queue_capacity,

@@ -122,7 +122,11 @@ pub(crate) fn prepare(ctx: &RequestCtx<'_>, live: Option<&Arc<LiveCache>>) -> Pr
     }
     let (mut lookup, mut store) = (true, true);
     if cfg.respect_cache_control {
-        for v in head.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(b"cache-control")) {
+        for v in head
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(b"cache-control"))
+        {
             lookup &= !has_token(&v.value, "no-cache");
             store &= !has_token(&v.value, "no-store");
         }

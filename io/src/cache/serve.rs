@@ -74,13 +74,13 @@ pub async fn hit<S: AsyncReadRent + AsyncWriteRent>(
         // the bucket.
         ctx.rec.rejected = None;
     }
-    ctx.shard
-        .metrics
-        .add(F_CACHE_TOKENS_SAVED, &[], tokens);
+    ctx.shard.metrics.add(F_CACHE_TOKENS_SAVED, &[], tokens);
     ctx.rec.status = 200;
     let age = unix_ms().saturating_sub(served.entry.created_ms) / 1000;
     let mut age_buf = itoa::Buffer::new();
-    let similarity = served.similarity.map(|s| format!("{:.4}", s.clamp(0.0, 1.0)));
+    let similarity = served
+        .similarity
+        .map(|s| format!("{:.4}", s.clamp(0.0, 1.0)));
     let mut headers: Vec<(&str, &str)> = vec![
         ("x-request-id", ctx.rec.request_id.as_str()),
         (CACHE_HEADER, served.header),

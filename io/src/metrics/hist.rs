@@ -224,7 +224,9 @@ pub(super) fn render_plain(out: &mut String, name: &str, help: &str, hists: &[&H
             .map(|h| h.counts[i].load(Relaxed))
             .fold(0, u64::saturating_add);
         cum = cum.saturating_add(c);
-        let le = BUCKETS.get(i).map_or_else(|| "+Inf".to_string(), f64::to_string);
+        let le = BUCKETS
+            .get(i)
+            .map_or_else(|| "+Inf".to_string(), f64::to_string);
         let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cum}");
     }
     let sum_ns = hists

@@ -375,6 +375,11 @@ impl Registry {
                 "# HELP {} {}\n# TYPE {} counter",
                 f.name, f.help, f.name
             );
+            // A family without labels is one series: shown (as 0) before its first count.
+            if f.labels.is_empty() && fi != F_TOKENS && !sums.iter().any(|((x, _, _), _)| *x == fi)
+            {
+                let _ = writeln!(out, "{} 0", f.name);
+            }
             for ((_, names, labels), v) in sums.iter().filter(|((x, _, _), _)| *x == fi) {
                 if names.is_empty() {
                     let _ = writeln!(out, "{} {v}", f.name);
