@@ -140,7 +140,14 @@ fn admin_root_lists_the_endpoints(d: Driver) {
         .collect();
     assert_eq!(
         paths,
-        ["/healthz", "/metrics", "/backends", "/reload"],
+        [
+            "/healthz",
+            "/metrics",
+            "/backends",
+            "/reload",
+            "/cache",
+            "/cache"
+        ],
         "{v}"
     );
 }

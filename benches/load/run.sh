@@ -24,6 +24,9 @@
 #   FULL [1]            also measure (d): aigw with the full policy chain (a consumer key, a token
 #                       limit with prompt estimation, token metrics by three dimensions, the
 #                       access log to a file); 0 = skip
+#   CACHE [1]           also measure (e) and (f): every request a semantic cache hit, exact (no
+#                       embedder call) and semantic (`mode = "semantic"`: each request embeds its
+#                       prompt through a mock embedder, `aigw mock` on the upstream's CPU); 0 = skip
 #
 # stdout carries only the markdown report (also written to $OUT_DIR/results.md);
 # progress goes to stderr. Exit status: 0 = all three rows measured, 3 = the
@@ -48,6 +51,8 @@ OUT_DIR=${OUT_DIR:-$HERE/out}
 KEEP_TMP=${KEEP_TMP:-0}
 FULL=${FULL:-1}
 SYSCALLS=${SYSCALLS:-1}
+CACHE=${CACHE:-1}
+EMBED_PORT=18084
 # The consumer key of row (d), sent by chat.lua when set.
 FULL_KEY=bench-consumer-key
 
@@ -420,6 +425,62 @@ EOF
     fi
 fi
 
+# ------------------------------------------------------------------ (e), (f)
+# Cache hits: the first requests of each run are a miss that stores the answer; every request
+# after it is a hit answered without the upstream.
+cache_row() { # cache_row KEY MODE
+    local key=$1 mode=$2 conf=$TMP/aigw-$1.toml rc=0 pid i
+    cat "$AIGW_CONFIG" >"$conf"
+    cat >>"$conf" <<EOF
+
+[backends.embedder]
+url = "http://127.0.0.1:$EMBED_PORT"
+
+[pools.embeddings]
+members = [{ backend = "embedder" }]
+
+[semantic_cache]
+mode = "$mode"
+similarity_threshold = 0.9
+vary_by = []
+
+[semantic_cache.embedder]
+pool = "embeddings"
+dimensions = 512
+
+[log]
+access = "off"
+EOF
+    start_aigw "$conf" || rc=$?
+    if [[ $rc != 0 ]]; then
+        NOTE[$key]="aigw did not start with the cache config (see out/aigw.log)"
+        return
+    fi
+    pid=$AIGW_PID
+    # The store is asynchronous: repeat the prompt until it is answered from the cache.
+    for i in $(seq 50); do
+        preflight "$key" "http://127.0.0.1:$AIGW_PORT$CHAT_PATH" || true
+        grep -qi '^x-aigw-cache: hit' "$OUT_DIR/preflight-$key.headers" && break
+        sleep 0.1
+    done
+    if grep -qi '^x-aigw-cache: hit' "$OUT_DIR/preflight-$key.headers"; then
+        run_wrk "$key" "http://127.0.0.1:$AIGW_PORT$CHAT_PATH" "$pid" || true
+    else
+        NOTE[$key]="no cache hit after 50 tries (see out/preflight-$key.headers)"
+    fi
+    stop_pid "$pid"
+    sleep 1
+}
+if [[ $CACHE = 1 && $AIGW_OK = 1 ]]; then
+    [[ -n ${FULL_PID:-} ]] && stop_pid "$FULL_PID"
+    [[ -n ${AIGW_PID:-} ]] && stop_pid "$AIGW_PID"
+    (on_cpu "$UPSTREAM_CPU" "$AIGW_BIN" mock --listen "127.0.0.1:$EMBED_PORT") >"$OUT_DIR/embedder.log" 2>&1 &
+    PIDS+=("$!")
+    sleep 0.5
+    cache_row cache-exact exact
+    cache_row cache-semantic semantic
+fi
+
 # ------------------------------------------------------------------- report
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }'; }
 added_us() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "") printf "%.0f µs", (a - b) * 1000; else print "n/a" }'; }
@@ -463,6 +524,10 @@ row() { # row KEY LABEL
     row nginx-proxy "(b) nginx \`proxy_pass\`, keepalive, 1 worker"
     row aigw "(c) aigw, 1 worker"
     [[ $FULL = 1 ]] && row aigw-full "(d) aigw, 1 worker, full policy chain"
+    if [[ $CACHE = 1 ]]; then
+        row cache-exact "(e) aigw, 1 worker, every request an exact cache hit"
+        row cache-semantic "(f) aigw, 1 worker, every request a semantic cache hit (one mock embeddings call each)"
+    fi
     echo
     if [[ $AIGW_OK = 1 && -n ${RPS[aigw]:-} ]]; then
         echo "| aigw / nginx proxy | ratio |"
@@ -475,6 +540,14 @@ row() { # row KEY LABEL
             echo "| full chain: proxy CPU per request | $(ratio "${CPU_US[aigw-full]:-0}" "${CPU_US[nginx-proxy]:-0}") |"
             echo
             echo "Full chain: a consumer key, a token limit with prompt estimation, token metrics by consumer, model and backend, the access log to a file ($FULL_LINES lines written)."
+        fi
+        if [[ -n ${RPS[cache-exact]:-} || -n ${RPS[cache-semantic]:-} ]]; then
+            echo
+            echo "| cache hit / plain proxied request (c) | throughput | CPU per request |"
+            echo "|---|---:|---:|"
+            for k in cache-exact cache-semantic; do
+                [[ -n ${RPS[$k]:-} ]] && echo "| $k | $(ratio "${RPS[$k]}" "${RPS[aigw]}") | $(ratio "${CPU_US[$k]:-0}" "${CPU_US[aigw]:-0}") |"
+            done
         fi
         echo
         echo "aigw idle RSS (VmRSS after start, before load): **$(kib_to_mib "$AIGW_RSS_IDLE")**" \
@@ -492,7 +565,7 @@ row() { # row KEY LABEL
     added nginx-proxy "(b) nginx proxy_pass"
     [[ -n ${P50[aigw]:-} ]] && added aigw "(c) aigw"
     [[ -n ${P50[aigw-full]:-} ]] && added aigw-full "(d) aigw, full chain"
-    for k in upstream nginx-proxy aigw aigw-full; do
+    for k in upstream nginx-proxy aigw aigw-full cache-exact cache-semantic; do
         [[ -n ${NOTE[$k]:-} ]] && echo && echo "Note ($k): ${NOTE[$k]}"
     done
     true
