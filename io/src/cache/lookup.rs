@@ -154,12 +154,21 @@ pub(crate) fn prepare(ctx: &RequestCtx<'_>, live: Option<&Arc<LiveCache>>) -> Pr
             }
             VaryBy::Ip => format!("ip={}", ctx.req.peer.ip()).into_bytes(),
             VaryBy::Model => [b"model=".as_slice(), model.as_bytes()].concat(),
-            VaryBy::Header(name) => match head.header(name) {
-                Some(value) => [name.as_bytes(), b"=", value].concat(),
-                // Without its value the request has no partition of its own: sharing one with
-                // every other request that lacks it is what vary_by exists to prevent.
-                None => return Prepared::Bypass("vary_by header missing"),
-            },
+            VaryBy::Header(name) => {
+                let mut values = head
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case(name.as_bytes()));
+                match (values.next(), values.next()) {
+                    (Some(h), None) => [name.as_bytes(), b"=", &h.value].concat(),
+                    // Without its value the request has no partition of its own: sharing one with
+                    // every other request that lacks it is what vary_by exists to prevent.
+                    (None, _) => return Prepared::Bypass("vary_by header missing"),
+                    // Twice: which one is the caller's is not known (a proxy that appends its
+                    // value leaves the client's own first), so no partition is the caller's.
+                    (Some(_), Some(_)) => return Prepared::Bypass("vary_by header repeated"),
+                }
+            }
         };
         owned.push(value);
     }
