@@ -1,12 +1,15 @@
 //! Findings of the security and correctness review of the cache (branch `cache-review`), each
 //! pinned by the test that showed it.
 
+use serde_json::json;
+
 use crate::common::*;
 use crate::probe::*;
 use crate::setup::*;
 
 both_drivers!(
     a_repeated_vary_by_header_is_not_a_partition,
+    a_caller_the_limits_refuse_costs_no_embeddings,
 );
 
 /// `vary_by = ["header:x-tenant"]` trusts a header a proxy in front sets; a proxy that appends
@@ -45,4 +48,40 @@ fn a_repeated_vary_by_header_is_not_a_partition(d: Driver) {
         );
         assert_eq!(b.cache(), "bypass", "{}", b.describe());
     }
+}
+
+const TIGHT: &str = r#"
+[consumers.alice]
+keys = ["key-alice"]
+tokens_per_minute = 200
+"#;
+
+/// The embeddings call costs money: a caller whose request the token limits refuse must not get
+/// one per request (the lookup used to embed first and admit after). An exact hit is still
+/// served free of charge.
+fn a_caller_the_limits_refuse_costs_no_embeddings(d: Driver) {
+    let gw = Setup {
+        extra: TIGHT.into(),
+        ..Setup::default()
+    }
+    .start(d);
+    let alice = ("api-key", "key-alice");
+    let a = expect(ask(&gw, &[alice], &chat(COFFEE)), "miss", "first");
+    wait_entries(&gw, 1, "the answer");
+    let before = emb_calls(&gw);
+    for (i, text) in [MOUNTAIN, TOASTER, KETTLE, MOUNTAIN_NOW].iter().enumerate() {
+        // max_tokens past the whole bucket: never admitted.
+        let mut body = chat(&format!("{text} {i}"));
+        body["max_tokens"] = json!(100_000);
+        let r = ask(&gw, &[alice], &body);
+        assert_eq!(r.resp.status, 400, "{}", r.describe());
+    }
+    assert_eq!(
+        emb_calls(&gw),
+        before,
+        "refused requests reached the embedder"
+    );
+    // Hits are free: the exact one needs no admission.
+    let h = expect(ask(&gw, &[alice], &chat(COFFEE)), "hit-exact", "again");
+    assert_eq!(h.id(), a.id());
 }

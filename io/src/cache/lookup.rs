@@ -272,6 +272,13 @@ pub(crate) async fn run<S: crate::peer::ClientIo>(
         ctx.shard.metrics.shared.cache_lookup.observe(t0.elapsed());
         return forward("miss", plan);
     };
+    // The embeddings call costs money: only a request the limits admit may make one (else a
+    // caller over its limits could make any number, each answered 429 after it). The
+    // reservation is the request's own (`admit` keeps it); a hit hands it back unless charged.
+    if crate::pipeline::admit(ctx).is_err() {
+        ctx.shard.metrics.shared.cache_lookup.observe(t0.elapsed());
+        return forward("miss", plan);
+    }
     match super::embed::vector(ctx, conn, emb, &analysed.text).await {
         Ok(unit) => {
             let guards = guards(cfg);
