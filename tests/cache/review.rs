@@ -10,6 +10,7 @@ use crate::setup::*;
 both_drivers!(
     a_repeated_vary_by_header_is_not_a_partition,
     a_caller_the_limits_refuse_costs_no_embeddings,
+    a_prompt_over_max_entry_bytes_is_neither_embedded_nor_stored,
 );
 
 /// `vary_by = ["header:x-tenant"]` trusts a header a proxy in front sets; a proxy that appends
@@ -84,4 +85,21 @@ fn a_caller_the_limits_refuse_costs_no_embeddings(d: Driver) {
     // Hits are free: the exact one needs no admission.
     let h = expect(ask(&gw, &[alice], &chat(COFFEE)), "hit-exact", "again");
     assert_eq!(h.id(), a.id());
+}
+
+/// `max_entry_bytes` bounds what one entry holds: the stored text counts (a 32 MiB request body
+/// could otherwise pin 32 MiB per entry, and send all of it to the embedder per lookup).
+fn a_prompt_over_max_entry_bytes_is_neither_embedded_nor_stored(d: Driver) {
+    let gw = Setup::with(CacheCfg {
+        threshold: format!("similarity_threshold = {THRESHOLD}\nmax_entry_bytes = 4096"),
+        ..CacheCfg::default()
+    })
+    .start(d);
+    let long: String = (0..1500).map(|i| format!("w{i} ")).collect();
+    assert!(long.len() > 4096);
+    let before = emb_calls(&gw);
+    expect(ask(&gw, &[], &chat(&long)), "bypass", "a long prompt");
+    assert_eq!(emb_calls(&gw), before, "a long prompt was embedded");
+    settle(&gw);
+    expect(ask(&gw, &[], &chat(&long)), "bypass", "the long prompt again");
 }

@@ -183,6 +183,12 @@ pub(crate) fn prepare(ctx: &RequestCtx<'_>, live: Option<&Arc<LiveCache>>) -> Pr
         max_message_count: cfg.max_message_count,
     };
     match analyse(&live.keyer, &ctx.req.body, &shape, &context) {
+        // An entry holds its text as well as its answer, both within `max_entry_bytes`: a longer
+        // text could never be stored, so it is neither embedded (a paid call, and the body
+        // limit is far above what embedders take) nor looked up.
+        Ok(analysed) if analysed.text.len() > cfg.max_entry_bytes => {
+            Prepared::Bypass("text longer than max_entry_bytes")
+        }
         Ok(analysed) => Prepared::Ready {
             live: live.clone(),
             analysed,
