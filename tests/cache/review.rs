@@ -101,5 +101,9 @@ fn a_prompt_over_max_entry_bytes_is_neither_embedded_nor_stored(d: Driver) {
     expect(ask(&gw, &[], &chat(&long)), "bypass", "a long prompt");
     assert_eq!(emb_calls(&gw), before, "a long prompt was embedded");
     settle(&gw);
-    expect(ask(&gw, &[], &chat(&long)), "bypass", "the long prompt again");
+    expect(
+        ask(&gw, &[], &chat(&long)),
+        "bypass",
+        "the long prompt again",
+    );
 }
