@@ -40,6 +40,8 @@ mod load;
 mod ops;
 #[path = "cache/probe.rs"]
 mod probe;
+#[path = "cache/review.rs"]
+mod review;
 #[path = "cache/sdk.rs"]
 mod sdk;
 #[path = "cache/setup.rs"]

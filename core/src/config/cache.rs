@@ -173,7 +173,8 @@ pub struct SemanticCache {
     pub respect_cache_control: bool,
     /// Store jobs queued per worker for the indexer; more are dropped and counted.
     pub queue_capacity: usize,
-    /// Largest answer stored (decoded bytes); a larger one is relayed and not stored.
+    /// Largest entry stored: the answer (decoded bytes) and the text it is found by; a larger
+    /// answer is relayed and not stored, a longer text bypasses the cache.
     pub max_entry_bytes: usize,
     /// Index tuning.
     pub index: IndexTuning,

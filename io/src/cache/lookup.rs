@@ -154,12 +154,21 @@ pub(crate) fn prepare(ctx: &RequestCtx<'_>, live: Option<&Arc<LiveCache>>) -> Pr
             }
             VaryBy::Ip => format!("ip={}", ctx.req.peer.ip()).into_bytes(),
             VaryBy::Model => [b"model=".as_slice(), model.as_bytes()].concat(),
-            VaryBy::Header(name) => match head.header(name) {
-                Some(value) => [name.as_bytes(), b"=", value].concat(),
-                // Without its value the request has no partition of its own: sharing one with
-                // every other request that lacks it is what vary_by exists to prevent.
-                None => return Prepared::Bypass("vary_by header missing"),
-            },
+            VaryBy::Header(name) => {
+                let mut values = head
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case(name.as_bytes()));
+                match (values.next(), values.next()) {
+                    (Some(h), None) => [name.as_bytes(), b"=", &h.value].concat(),
+                    // Without its value the request has no partition of its own: sharing one with
+                    // every other request that lacks it is what vary_by exists to prevent.
+                    (None, _) => return Prepared::Bypass("vary_by header missing"),
+                    // Twice: which one is the caller's is not known (a proxy that appends its
+                    // value leaves the client's own first), so no partition is the caller's.
+                    (Some(_), Some(_)) => return Prepared::Bypass("vary_by header repeated"),
+                }
+            }
         };
         owned.push(value);
     }
@@ -174,6 +183,12 @@ pub(crate) fn prepare(ctx: &RequestCtx<'_>, live: Option<&Arc<LiveCache>>) -> Pr
         max_message_count: cfg.max_message_count,
     };
     match analyse(&live.keyer, &ctx.req.body, &shape, &context) {
+        // An entry holds its text as well as its answer, both within `max_entry_bytes`: a longer
+        // text could never be stored, so it is neither embedded (a paid call, and the body
+        // limit is far above what embedders take) nor looked up.
+        Ok(analysed) if analysed.text.len() > cfg.max_entry_bytes => {
+            Prepared::Bypass("text longer than max_entry_bytes")
+        }
         Ok(analysed) => Prepared::Ready {
             live: live.clone(),
             analysed,
@@ -263,6 +278,13 @@ pub(crate) async fn run<S: crate::peer::ClientIo>(
         ctx.shard.metrics.shared.cache_lookup.observe(t0.elapsed());
         return forward("miss", plan);
     };
+    // The embeddings call costs money: only a request the limits admit may make one (else a
+    // caller over its limits could make any number, each answered 429 after it). The
+    // reservation is the request's own (`admit` keeps it); a hit hands it back unless charged.
+    if crate::pipeline::admit(ctx).is_err() {
+        ctx.shard.metrics.shared.cache_lookup.observe(t0.elapsed());
+        return forward("miss", plan);
+    }
     match super::embed::vector(ctx, conn, emb, &analysed.text).await {
         Ok(unit) => {
             let guards = guards(cfg);

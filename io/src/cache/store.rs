@@ -27,7 +27,8 @@ pub fn answer(ctx: &RequestCtx<'_>, plan: StorePlan, status: u16, sse: bool, bod
     let Some(s) = storable(plan.operation, sse, body) else {
         return;
     };
-    if s.json.len() > cfg.max_entry_bytes {
+    // The text stays in memory with the answer: both count.
+    if s.json.len().saturating_add(plan.text.len()) > cfg.max_entry_bytes {
         return;
     }
     let now = unix_ms();

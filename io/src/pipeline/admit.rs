@@ -16,6 +16,9 @@ pub(super) fn now_ns() -> u64 {
 /// # Errors
 /// The refusal.
 pub(super) fn run(ctx: &mut RequestCtx<'_>) -> Result<(), GatewayError> {
+    if ctx.admission.is_some() {
+        return Ok(()); // reserved already (the cache's lookup admits before it embeds)
+    }
     let Some(inspected) = &ctx.body else {
         return Ok(());
     };

@@ -34,7 +34,12 @@ pub fn analyse(
         .is_some_and(|o| o.is_true("include_usage"));
     refuse_options(&root, shape.operation)?;
     for k in VOLATILE {
-        root.remove(k);
+        // A Responses answer's `store` decides whether its id can be retrieved or continued
+        // (`previous_response_id`): an id from a `store: false` answer served to a request that
+        // asked to store would name nothing.
+        if !(k == "store" && shape.operation == Operation::Responses) {
+            root.remove(k);
+        }
     }
     let window = match shape.operation {
         Operation::Chat => chat(&mut root, shape)?,

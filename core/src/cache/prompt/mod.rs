@@ -19,7 +19,8 @@
 //! `stream` and `stream_options` (streamed and non-streamed requests share entries, replayed by
 //! [`replay_sse`]), `user`, `safety_identifier` and `prompt_cache_key` (end-user ids for abuse
 //! monitoring and the provider's own prompt cache; the gateway's `vary_by` decides who shares),
-//! `metadata` and `store` (server-side logging of the completion).
+//! `metadata` and `store` (server-side logging of the completion; for Responses `store` stays in
+//! the partition: it decides whether the answer's id can be retrieved or continued).
 //!
 //! # The embedded window
 //! - `embed = "last_user"`: the last message (chat) or input item (responses), which must have

@@ -36,13 +36,19 @@ fn responses_string_input() {
     let c = run(
         &resp(
             r#""Why is the sky blue?""#,
-            r#""stream":true,"store":false"#,
+            r#""stream":true,"metadata":{"k":"v"}"#,
         ),
         &RESP,
     )
     .unwrap();
     assert_eq!((a.partition, a.exact), (c.partition, c.exact));
     assert!(c.stream);
+    // `store: false` answers have ids that name nothing: never served to a request that stores.
+    let q = r#""Why is the sky blue?""#;
+    let off = run(&resp(q, r#""store":false"#), &RESP).unwrap();
+    let on = run(&resp(q, r#""store":true"#), &RESP).unwrap();
+    assert_ne!(a.partition, off.partition);
+    assert_ne!(on.partition, off.partition);
     // As one input item: the same text, a different request shape.
     let items =
         r#"[{"role":"user","content":[{"type":"input_text","text":"Why is the sky blue?"}]}]"#;
