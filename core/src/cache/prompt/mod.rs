@@ -120,6 +120,17 @@ pub enum EmbedMode {
     Conversation,
 }
 
+impl EmbedMode {
+    /// The mode's config name (`"last_user"`, `"conversation"`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "last_user" => Some(EmbedMode::LastUser),
+            "conversation" => Some(EmbedMode::Conversation),
+            _ => None,
+        }
+    }
+}
+
 /// How requests are analysed: one per cached route, from the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Shape {
