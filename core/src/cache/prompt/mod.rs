@@ -43,11 +43,20 @@
 //! # Bypass (never a hit, never stored)
 //! Empty or whitespace-only text; `n > 1` or `best_of > 1`; an image, audio or file part in any
 //! message; too many messages; and as `Unsupported`: a body that is not a JSON object, nests past
-//! 64, repeats a key, has malformed messages, asks for logprobs, `echo` or audio output, or (for
+//! 64, repeats a key, has malformed messages, asks for logprobs or audio output, or (for
 //! Responses) depends on server-side state that changes: `background`, `conversation` (the
 //! conversation's items grow with every response, and a hit would not add to them) and `prompt`
 //! (a stored prompt template, whose latest version can change). `previous_response_id` is kept:
-//! a stored response is immutable, so the id is just part of the partition.
+//! a stored response is immutable, so the id is just part of the partition. (A Responses hit
+//! carries the stored response's `id`: a client that chains on it continues the conversation of
+//! the request that was stored, which an exact hit makes identical and a semantic hit makes a
+//! paraphrase of its own.)
+//!
+//! # Parsing
+//! Request bodies are parsed once by serde_json into a small sorted tree (`canon.rs`; bodies are
+//! already size-capped by the gateway, and the tree is what both keys are hashed from); answers
+//! into `serde_json::Value`. simd-json is not worth it here: a request is parsed once per lookup
+//! and its keys cost a few µs next to an embeddings call.
 
 mod analyse;
 mod canon;
@@ -119,6 +128,17 @@ pub enum EmbedMode {
     LastUser,
     /// The whole conversation (APIM parity).
     Conversation,
+}
+
+impl EmbedMode {
+    /// The mode's config name (`"last_user"`, `"conversation"`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "last_user" => Some(EmbedMode::LastUser),
+            "conversation" => Some(EmbedMode::Conversation),
+            _ => None,
+        }
+    }
 }
 
 /// How requests are analysed: one per cached route, from the config.

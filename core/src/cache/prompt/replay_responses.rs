@@ -166,6 +166,8 @@ fn function_call(ev: &mut Events, i: usize, item: &Value) -> Option<()> {
         let delta = json!({"item_id": id, "output_index": i, "delta": p});
         ev.push("response.function_call_arguments.delta", obj(delta))?;
     }
-    let done = json!({"item_id": id, "output_index": i, "arguments": args});
+    // `name` as newer API versions send it (older SDKs ignore the field).
+    let name = item.get("name").cloned().unwrap_or(Value::Null);
+    let done = json!({"item_id": id, "output_index": i, "name": name, "arguments": args});
     ev.push("response.function_call_arguments.done", obj(done))
 }

@@ -171,7 +171,12 @@ fn assemble(op: Operation, body: &[u8]) -> Option<Value> {
         if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
             usage = Some(u.clone());
         }
-        for choice in chunk.get("choices").and_then(Value::as_array)? {
+        // A usage chunk may leave `choices` out; present, it must be an array.
+        let choices = match chunk.get("choices") {
+            None => None,
+            Some(c) => Some(c.as_array()?),
+        };
+        for choice in choices.into_iter().flatten() {
             if choice.get("index").and_then(Value::as_u64) != Some(0)
                 || choice.get("logprobs").is_some_and(|l| !l.is_null())
             {

@@ -208,6 +208,12 @@ fn names() {
     assert_eq!(Guard::parse("numbers"), Some(Guard::Numbers));
     assert_eq!(Guard::parse("negation"), Some(Guard::Negation));
     assert_eq!(Guard::parse("x"), None);
+    assert_eq!(EmbedMode::parse("last_user"), Some(EmbedMode::LastUser));
+    assert_eq!(
+        EmbedMode::parse("conversation"),
+        Some(EmbedMode::Conversation)
+    );
+    assert_eq!(EmbedMode::parse("all"), None);
     let all = [
         Bypass::NotJson,
         Bypass::EmptyText,

@@ -3,6 +3,7 @@
 mod analyse;
 mod analyse_more;
 mod guards;
+mod hostile;
 mod replay;
 mod storable;
 

@@ -265,6 +265,21 @@ fn streams_are_read_as_the_event_stream_rules_say() {
         (v["id"].as_str(), v["model"].as_str()),
         (Some("c1"), Some("m"))
     );
+    // A usage chunk without `choices`; `choices` that is not an array.
+    let usage = r#"{"id":"c1","object":"chat.completion.chunk","created":5,"model":"m","usage":{"total_tokens":4}}"#;
+    let s = storable(
+        Operation::Chat,
+        true,
+        format!("{base}data: {usage}\n\n{done}").as_bytes(),
+    );
+    assert_eq!(s.map(|s| s.tokens), Some(4));
+    let odd = usage.replace(r#""usage""#, r#""choices":{},"usage""#);
+    assert!(storable(
+        Operation::Chat,
+        true,
+        format!("{base}data: {odd}\n\n{done}").as_bytes()
+    )
+    .is_none());
     // Only empty ids: kept empty (a replay of it reads back the same).
     let no_id = format!("data: {azure}\n\n{base}{done}").replace(r#""id":"c1""#, r#""id":"""#);
     let v = value(
