@@ -444,13 +444,11 @@ mode = "$mode"
 similarity_threshold = 0.9
 vary_by = []
 
-[semantic_cache.embedder]
-pool = "embeddings"
-dimensions = 512
-
 [log]
 access = "off"
 EOF
+    # An embedder only where one is called (the config refuses one in mode "exact").
+    [[ $mode = exact ]] || printf '\n[semantic_cache.embedder]\npool = "embeddings"\ndimensions = 512\n' >>"$conf"
     start_aigw "$conf" || rc=$?
     if [[ $rc != 0 ]]; then
         NOTE[$key]="aigw did not start with the cache config (see out/aigw.log)"

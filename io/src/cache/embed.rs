@@ -70,7 +70,9 @@ fn request(ctx: &RequestCtx<'_>, emb: &CacheEmbedder, text: &str) -> Result<Requ
         "model": emb.model,
         "input": text,
         "dimensions": emb.dimensions,
-        "encoding_format": "float",
+        // Little-endian f32s in base64: a fraction of the bytes and of the parsing of decimal
+        // floats. An embedder that ignores it and answers floats is read as well.
+        "encoding_format": "base64",
     }))
     .map_err(|e| EmbedError::Request(e.to_string()))?;
     let mut head = BytesMut::with_capacity(128);
@@ -149,17 +151,45 @@ struct List {
 
 #[derive(Deserialize)]
 struct Item {
-    embedding: Vec<f32>,
+    embedding: Vector,
+}
+
+/// A vector as sent: base64 of little-endian `f32`s, or a list of numbers.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Vector {
+    Base64(String),
+    Floats(Vec<f32>),
 }
 
 /// The first vector of an embeddings list.
 fn parse(body: &[u8]) -> Result<Vec<f32>, EmbedError> {
-    let list: List = serde_json::from_slice(body).map_err(|e| EmbedError::Answer(e.to_string()))?;
-    list.data
+    use base64::Engine as _;
+    let list: List =
+        serde_json::from_slice(body).map_err(|e| EmbedError::Answer(e.to_string()))?;
+    let first = list
+        .data
         .into_iter()
         .next()
-        .map(|i| i.embedding)
-        .ok_or_else(|| EmbedError::Answer("no vector in \"data\"".into()))
+        .ok_or_else(|| EmbedError::Answer("no vector in \"data\"".into()))?;
+    match first.embedding {
+        Vector::Floats(v) => Ok(v),
+        Vector::Base64(text) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text.as_bytes())
+                .map_err(|e| EmbedError::Answer(format!("base64: {e}")))?;
+            if bytes.len() % 4 != 0 {
+                return Err(EmbedError::Answer(format!(
+                    "base64 vector of {} bytes is not a list of f32s",
+                    bytes.len()
+                )));
+            }
+            Ok(bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -167,14 +197,21 @@ mod tests {
     use super::parse;
 
     #[test]
-    fn only_a_list_of_numbers_is_a_vector() {
+    fn a_vector_is_base64_f32s_or_a_list_of_numbers() {
         assert_eq!(
             parse(br#"{"data":[{"embedding":[0.5,-1]}]}"#).unwrap(),
             [0.5, -1.0]
         );
+        // 0.5 and -1.0 as little-endian f32s: 00 00 00 3f, 00 00 80 bf.
+        assert_eq!(
+            parse(br#"{"data":[{"embedding":"AAAAPwAAgL8="}]}"#).unwrap(),
+            [0.5, -1.0]
+        );
         for bad in [
             &br#"{"data":[]}"#[..],
-            br#"{"data":[{"embedding":"AAAA"}]}"#,
+            br#"{"data":[{"embedding":"AAA"}]}"#,
+            br#"{"data":[{"embedding":"AAAAAAA="}]}"#,
+            br#"{"data":[{"embedding":"not base64!"}]}"#,
             br#"{"data":[{"embedding":[1,"x"]}]}"#,
             br#"{"error":{"message":"no"}}"#,
             b"[",
