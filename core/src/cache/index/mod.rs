@@ -29,6 +29,7 @@
 //! validated [`Unit`], the distance is our clamped dot (never NaN, never negative), its parameters are
 //! clamped before `Hnsw::new`, and its `Drop` (rayon) runs on a private one-thread pool of the indexer.
 
+mod bits;
 mod cache;
 mod flat;
 mod generation;
