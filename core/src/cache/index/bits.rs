@@ -1,7 +1,7 @@
 //! Sign codes: one bit per dimension (64 bytes for a 512-d vector), the prefilter of the flat scan.
 //!
-//! On this VM a flat scan of f32 rows that are not in cache is memory-bound (~300–570 ns per 2 KiB
-//! row, BENCHMARKS.md); the Hamming distance of two 512-bit codes costs ~10 ns. So a long scan ranks
+//! On this VM a flat scan of f32 rows that are not in cache is memory-bound (~170–340 ns per 2 KiB
+//! row, BENCHMARKS.md); the Hamming distance of two 512-bit codes costs ~10–20 ns. So a long scan ranks
 //! every row by its code, keeps the [`RERANK`] nearest, and computes the exact f32 similarity of those
 //! only: the similarity reported is always exact, the prefilter only decides which rows get that far.
 //! The angle between two vectors is `π · hamming / dims` in expectation (sign random projection on
