@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use crossbeam::queue::ArrayQueue;
 use crossbeam_skiplist::SkipMap;
 
+use super::bits::Query;
 use super::flat::TopK;
 use super::generation::PartitionView;
 use super::indexer::{self, Indexer};
@@ -140,13 +141,14 @@ impl Cache {
         let epoch = self.epoch.load(Ordering::Acquire);
         let mut best: Option<Hit> = None;
         let mut top = TopK::new(SEARCH_K, min_similarity);
+        let query = Query::new(q.as_slice());
         for g in &view.gens {
             if g.epoch != epoch || g.max_expires_ms < now_ms {
                 continue;
             }
             // Later generations only matter if they beat what is already found (ties: newer wins).
             top.reset(best.as_ref().map_or(min_similarity, |b| b.similarity));
-            g.search(q.as_slice(), self.p.ef_search, &mut top);
+            g.search(&query, self.p.ef_search, &mut top);
             for (sim, row) in top.iter() {
                 if best.as_ref().is_some_and(|b| sim <= b.similarity) {
                     break;

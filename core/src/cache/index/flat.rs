@@ -5,9 +5,13 @@
 //! published: the indexer appends by copying the last, partial chunk (at most `CHUNK_ROWS - 1` rows)
 //! into a new one, so a republish costs at most one chunk's copy, and the full chunks are shared by
 //! every view of the generation and by its frozen graph.
+//!
+//! Each chunk also holds the rows' sign codes (`bits.rs`): a scan longer than `2 × RERANK` rows ranks
+//! rows by code and computes exact similarities for the nearest `RERANK` only.
 
 use std::sync::Arc;
 
+use super::bits::{self, hamming, Nearest, Query, RERANK};
 use super::vector::{clamp_similarity, dot, Unit};
 use crate::cache::Entry;
 
@@ -21,6 +25,8 @@ pub(crate) const K_MAX: usize = 8;
 /// Up to [`CHUNK_ROWS`] vectors (contiguous, row-major) and their entries.
 pub(crate) struct Chunk {
     data: Box<[f32]>,
+    /// Sign codes, `bits::words(dims)` words per row.
+    codes: Box<[u64]>,
     entries: Box<[Arc<Entry>]>,
 }
 
@@ -43,9 +49,9 @@ impl Chunk {
         self.entries.get(i)
     }
 
-    /// Bytes of vector data held.
+    /// Bytes of vector data (and codes) held.
     pub(crate) fn vector_bytes(&self) -> usize {
-        self.data.len() * std::mem::size_of::<f32>()
+        self.data.len() * std::mem::size_of::<f32>() + self.codes.len() * 8
     }
 }
 
@@ -54,24 +60,31 @@ impl Chunk {
 pub(crate) fn append(chunks: &mut Vec<Arc<Chunk>>, dims: usize, rows: Vec<(Unit, Arc<Entry>)>) {
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
-        let (mut data, mut entries) = match chunks.last() {
+        let w = bits::words(dims);
+        let (mut data, mut codes, mut entries) = match chunks.last() {
             Some(last) if last.rows() < CHUNK_ROWS => {
                 let mut data = Vec::with_capacity(CHUNK_ROWS * dims);
                 data.extend_from_slice(&last.data);
+                let mut codes = Vec::with_capacity(CHUNK_ROWS * w);
+                codes.extend_from_slice(&last.codes);
                 let mut entries = Vec::with_capacity(CHUNK_ROWS);
                 entries.extend(last.entries.iter().cloned());
                 chunks.pop();
-                (data, entries)
+                (data, codes, entries)
             }
-            _ => (Vec::new(), Vec::new()),
+            _ => (Vec::new(), Vec::new(), Vec::new()),
         };
         while entries.len() < CHUNK_ROWS {
             let Some((v, e)) = rows.next() else { break };
             data.extend_from_slice(v.as_slice());
+            let at = codes.len();
+            codes.resize(at + w, 0);
+            bits::sign_code(v.as_slice(), &mut codes[at..]);
             entries.push(e);
         }
         chunks.push(Arc::new(Chunk {
             data: data.into_boxed_slice(),
+            codes: codes.into_boxed_slice(),
             entries: entries.into_boxed_slice(),
         }));
     }
@@ -89,10 +102,43 @@ pub(crate) fn entry(chunks: &[Arc<Chunk>], r: usize) -> Option<&Arc<Entry>> {
     chunks.get(r / CHUNK_ROWS)?.entry(r % CHUNK_ROWS)
 }
 
-/// Scans rows `from..` of `chunks` against `q` into `top`.
-pub(crate) fn scan(chunks: &[Arc<Chunk>], dims: usize, from: usize, q: &[f32], top: &mut TopK) {
-    let first = from / CHUNK_ROWS;
-    for (ci, chunk) in chunks.iter().enumerate().skip(first) {
+/// Scans rows `from..` of `chunks` against `q` into `top`: exactly when there are few rows, else
+/// through the sign-code prefilter (the [`RERANK`] nearest codes get an exact similarity).
+pub(crate) fn scan(chunks: &[Arc<Chunk>], dims: usize, from: usize, q: &Query, top: &mut TopK) {
+    let rows = chunks.iter().map(|c| c.rows()).sum::<usize>();
+    if rows.saturating_sub(from) <= 2 * RERANK {
+        scan_exact(chunks, dims, from, q.v, top);
+        return;
+    }
+    let w = bits::words(dims);
+    let code = q.code();
+    let mut near = Nearest::new();
+    for (ci, chunk) in chunks.iter().enumerate().skip(from / CHUNK_ROWS) {
+        let base = ci * CHUNK_ROWS;
+        let start = from.saturating_sub(base);
+        for (i, c) in chunk.codes.chunks_exact(w).enumerate().skip(start) {
+            let d = hamming(code, c);
+            if d < near.bar() {
+                near.offer(d, (base + i) as u32);
+            }
+        }
+    }
+    for r in near.rows() {
+        if let Some(v) = row(chunks, r as usize, dims) {
+            top.push(dot(q.v, v), r);
+        }
+    }
+}
+
+/// Scans rows `from..` exactly (f32 dot products of every row).
+pub(crate) fn scan_exact(
+    chunks: &[Arc<Chunk>],
+    dims: usize,
+    from: usize,
+    q: &[f32],
+    top: &mut TopK,
+) {
+    for (ci, chunk) in chunks.iter().enumerate().skip(from / CHUNK_ROWS) {
         let base = ci * CHUNK_ROWS;
         let start = from.saturating_sub(base);
         // `chunks_exact` over the contiguous block: no per-row bounds checks in the hot loop.

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use super::bits::Query;
 use super::flat::{self, Chunk, TopK};
 use super::graph::Graph;
 use super::hnsw::Builder;
@@ -34,10 +35,10 @@ pub(crate) struct GenView {
 
 impl GenView {
     /// Offers this generation's nearest rows to `q` to `top`.
-    pub(crate) fn search(&self, q: &[f32], ef: usize, top: &mut TopK) {
+    pub(crate) fn search(&self, q: &Query, ef: usize, top: &mut TopK) {
         let covered = match &self.graph {
             Some(g) => {
-                g.search(q, ef, top);
+                g.search(q.v, ef, top);
                 g.n
             }
             None => 0,

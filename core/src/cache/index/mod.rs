@@ -5,8 +5,9 @@
 //! - **Lookups (any core, lock-free):** the exact layer is a `crossbeam_skiplist::SkipMap<u128, _>`
 //!   read with an expiry and flush-epoch check. The semantic layer reads the partition registry (a
 //!   `SkipMap<u128, ArcSwap<PartitionView>>`), loads the partition's published generations (newest
-//!   first), and searches each: a flat scan of contiguous chunks for small ones, a frozen HNSW graph
-//!   (plus a scan of the rows it does not cover yet) for big ones. Expired, flushed and
+//!   first), and searches each: a flat scan of contiguous chunks for small ones (rows ranked by a
+//!   one-bit-per-dimension sign code, the 32 nearest re-ranked by their exact f32 similarity), a
+//!   frozen HNSW graph (plus a scan of the rows it does not cover yet) for big ones. Expired, flushed and
 //!   `accept`-rejected candidates are skipped; the best one at or above the threshold wins.
 //! - **Stores (any core, never blocking):** [`Cache::submit`] pushes onto the core's own bounded
 //!   `crossbeam::queue::ArrayQueue`; a full queue drops the job and counts it.
@@ -29,6 +30,7 @@
 //! validated [`Unit`], the distance is our clamped dot (never NaN, never negative), its parameters are
 //! clamped before `Hnsw::new`, and its `Drop` (rayon) runs on a private one-thread pool of the indexer.
 
+mod bits;
 mod cache;
 mod flat;
 mod generation;
@@ -47,7 +49,8 @@ mod tests_lifecycle;
 
 pub use cache::{Cache, Hit, StoreJob, SEARCH_K};
 pub use params::{
-    IndexParams, ParamsError, DEFAULT_HNSW_MIN_ENTRIES, MAX_EF, MAX_ENTRIES, MAX_GENERATIONS, MAX_M,
+    IndexParams, ParamsError, DEFAULT_EF_SEARCH, DEFAULT_HNSW_MIN_ENTRIES, MAX_EF, MAX_ENTRIES,
+    MAX_GENERATIONS, MAX_M,
 };
 pub use probe::Segment;
 pub use stats::{CacheStats, Evictions};

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::bits::Query;
 use super::flat::{self, Chunk, TopK};
 use super::graph::Graph;
 use super::hnsw::Builder;
@@ -78,10 +79,23 @@ impl Segment {
         self.rows == 0
     }
 
-    /// The best row by brute force: `(row, similarity)`.
+    /// The best row by the cache's flat scan (sign-code prefilter, exact re-rank): `(row, similarity)`.
     pub fn search_flat(&self, q: &Unit) -> Option<(usize, f32)> {
         let mut top = TopK::new(1, -1.0);
-        flat::scan(&self.chunks, self.dims, 0, q.as_slice(), &mut top);
+        flat::scan(
+            &self.chunks,
+            self.dims,
+            0,
+            &Query::new(q.as_slice()),
+            &mut top,
+        );
+        best(&top)
+    }
+
+    /// The best row by brute force over every f32 row: `(row, similarity)`.
+    pub fn search_exact(&self, q: &Unit) -> Option<(usize, f32)> {
+        let mut top = TopK::new(1, -1.0);
+        flat::scan_exact(&self.chunks, self.dims, 0, q.as_slice(), &mut top);
         best(&top)
     }
 
