@@ -430,19 +430,34 @@ fn guards(raw: Option<Vec<String>>) -> Result<Vec<CacheGuard>> {
     Ok(out)
 }
 
+/// `[semantic_cache.index]`: the defaults are the index's own, measured (see its `params`).
 fn index(r: RawIndex) -> Result<IndexTuning> {
+    use crate::cache::index::{IndexParams, DEFAULT_EF_SEARCH, DEFAULT_HNSW_MIN_ENTRIES};
     let at = |k: &str| key_path!["semantic_cache", "index", k];
+    let d = IndexParams::new(2);
     Ok(IndexTuning {
         hnsw_min_entries: in_range(
             at("hnsw_min_entries"),
             r.hnsw_min_entries,
-            2048,
+            DEFAULT_HNSW_MIN_ENTRIES as u64,
             16,
             1 << 24,
         )?,
-        m: in_range(at("m"), r.m, 16, 4, 64)?,
-        ef_construction: in_range(at("ef_construction"), r.ef_construction, 64, 8, 1024)?,
-        ef_search: in_range(at("ef_search"), r.ef_search, 32, 4, 1024)?,
+        m: in_range(at("m"), r.m, d.m as u64, 4, 64)?,
+        ef_construction: in_range(
+            at("ef_construction"),
+            r.ef_construction,
+            d.ef_construction as u64,
+            8,
+            1024,
+        )?,
+        ef_search: in_range(
+            at("ef_search"),
+            r.ef_search,
+            DEFAULT_EF_SEARCH as u64,
+            4,
+            1024,
+        )?,
     })
 }
 

@@ -165,8 +165,7 @@ enum Vector {
 /// The first vector of an embeddings list.
 fn parse(body: &[u8]) -> Result<Vec<f32>, EmbedError> {
     use base64::Engine as _;
-    let list: List =
-        serde_json::from_slice(body).map_err(|e| EmbedError::Answer(e.to_string()))?;
+    let list: List = serde_json::from_slice(body).map_err(|e| EmbedError::Answer(e.to_string()))?;
     let first = list
         .data
         .into_iter()
