@@ -37,6 +37,9 @@ pub enum EmbedError {
     /// The body could not be read or was not an embeddings list of the configured size.
     #[error("the embedder's answer is unusable: {0}")]
     Answer(String),
+    /// The client hung up while its prompt was being embedded (not the embedder's failure).
+    #[error("the client closed the connection")]
+    ClientGone,
     /// The request could not be built (not reached with a checked config).
     #[error("cannot build the embeddings request: {0}")]
     Request(String),
@@ -59,7 +62,7 @@ pub async fn vector<S: ClientIo>(
         Ok(Ok(r)) => r?,
         Ok(Err(_elapsed)) => return Err(EmbedError::Timeout(emb.timeout)),
         // The client left: the request ends anyway, with nothing to embed for.
-        Err(_) => return Err(EmbedError::Pool("the client closed the connection".into())),
+        Err(_) => return Err(EmbedError::ClientGone),
     };
     unit(raw, emb.dimensions).map_err(|e| EmbedError::Answer(e.to_string()))
 }

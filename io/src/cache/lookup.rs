@@ -27,6 +27,8 @@ pub enum Lookup {
     Off,
     /// An answer to serve.
     Hit(Served),
+    /// The client hung up during the lookup: nothing to answer.
+    ClientGone,
     /// Go to the backends: the answer carries `x-aigw-cache: header` (`miss`, `bypass` for a
     /// request that is not cacheable or asked `no-cache`, `error` when the embedder failed), and
     /// is stored by `plan` once complete (none when it may not be: `no-store`, not cacheable).
@@ -141,6 +143,13 @@ pub(crate) fn prepare(ctx: &RequestCtx<'_>, live: Option<&Arc<LiveCache>>) -> Pr
     owned.push(path.operation.as_bytes().to_vec());
     owned.push(model.as_bytes().to_vec());
     owned.push(embedder.into_bytes());
+    // Azure's `api-version` picks the answer's schema: answers of two versions are not shared.
+    let version = head
+        .query()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("api-version="))
+        .unwrap_or("");
+    owned.push([b"api-version=".as_slice(), version.as_bytes()].concat());
     for v in &cfg.vary_by {
         let value = match v {
             VaryBy::Consumer => {
@@ -306,6 +315,7 @@ pub(crate) async fn run<S: crate::peer::ClientIo>(
             plan.vector = Some(unit);
             forward("miss", plan)
         }
+        Err(super::embed::EmbedError::ClientGone) => Lookup::ClientGone,
         Err(e) => {
             tracing::warn!(request_id = %ctx.rec.request_id, "semantic cache lookup failed open: {e}");
             count(ctx, "semantic", "error");

@@ -181,6 +181,7 @@ async fn run<S: ClientIo>(
     }
     match crate::cache::lookup::run(ctx, conn).await {
         Lookup::Off => {}
+        Lookup::ClientGone => return Err(GatewayError::ClientClosed),
         Lookup::Hit(served) => match crate::cache::serve::render(&served) {
             Some(out) => {
                 ctx.rec.cache = Some(served.header);
