@@ -14,7 +14,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aigw_core::cache::index::{similarity, unit, Cache, IndexParams, Segment, StoreJob, Unit};
+use aigw_core::cache::index::{
+    similarity, unit, Cache, IndexParams, Segment, StoreJob, Traverse, Unit,
+};
 use aigw_core::cache::Entry;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
@@ -110,9 +112,14 @@ fn bench_crossover(c: &mut Criterion) {
         let rf = recall(&qs, &truth, |q| seg.search_flat(q).map(|h| h.0));
         eprintln!("segment n={n}: recall@1 flat (sign-code prefilter) {rf:.3}");
         for ef in [16usize, 32] {
-            let rg = recall(&qs, &truth, |q| seg.search_graph(q, ef).map(|h| h.0));
+            let rg = recall(&qs, &truth, |q| {
+                seg.search_graph(q, ef, Traverse::Exact).map(|h| h.0)
+            });
+            let rc = recall(&qs, &truth, |q| {
+                seg.search_graph(q, ef, Traverse::Codes).map(|h| h.0)
+            });
             let rh = recall(&qs, &truth, |q| seg.search_hnsw_rs(q, ef).map(|h| h.0));
-            eprintln!("segment n={n} ef={ef}: recall@1 graph {rg:.3} hnsw_rs {rh:.3}");
+            eprintln!("segment n={n} ef={ef}: recall@1 graph {rg:.3} graph on codes {rc:.3} hnsw_rs {rh:.3}");
         }
         eprintln!(
             "segment n={n}: build {:.0} inserts/s, {:.0} B/row",
@@ -131,10 +138,16 @@ fn bench_crossover(c: &mut Criterion) {
             b.iter(|| black_box(seg.search_exact(next())))
         });
         g.bench_with_input(BenchmarkId::new("graph_ef16", n), &n, |b, _| {
-            b.iter(|| black_box(seg.search_graph(next(), 16)))
+            b.iter(|| black_box(seg.search_graph(next(), 16, Traverse::Exact)))
+        });
+        g.bench_with_input(BenchmarkId::new("graph_codes_ef16", n), &n, |b, _| {
+            b.iter(|| black_box(seg.search_graph(next(), 16, Traverse::Codes)))
+        });
+        g.bench_with_input(BenchmarkId::new("graph_codes_ef32", n), &n, |b, _| {
+            b.iter(|| black_box(seg.search_graph(next(), 32, Traverse::Codes)))
         });
         g.bench_with_input(BenchmarkId::new("graph_ef32", n), &n, |b, _| {
-            b.iter(|| black_box(seg.search_graph(next(), 32)))
+            b.iter(|| black_box(seg.search_graph(next(), 32, Traverse::Exact)))
         });
         g.bench_with_input(BenchmarkId::new("hnsw_rs_ef32", n), &n, |b, _| {
             b.iter(|| black_box(seg.search_hnsw_rs(next(), 32)))
@@ -184,10 +197,10 @@ fn bench_lookup(c: &mut Criterion) {
     g.sample_size(20);
     // (label, partitions, generations, hnsw_min_entries, ef_search)
     let configs = [
-        ("one_partition_g4_ef16", 1usize, 4usize, 2_048usize, 16usize),
+        ("one_partition_g4_ef16", 1usize, 4usize, 8_192usize, 16usize),
         ("one_partition_flat", 1, 4, usize::MAX, 16),
-        ("100_partitions", 100, 4, 2_048, 16),
-        ("1000_partitions", 1_000, 4, 2_048, 16),
+        ("100_partitions", 100, 4, 8_192, 16),
+        ("1000_partitions", 1_000, 4, 8_192, 16),
     ];
     for (label, parts, gens, hnsw_min_entries, ef_search) in configs {
         let p = IndexParams {

@@ -48,6 +48,7 @@ mod tests;
 mod tests_lifecycle;
 
 pub use cache::{Cache, Hit, StoreJob, SEARCH_K};
+pub use graph::Traverse;
 pub use params::{
     IndexParams, ParamsError, DEFAULT_EF_SEARCH, DEFAULT_HNSW_MIN_ENTRIES, MAX_EF, MAX_ENTRIES,
     MAX_GENERATIONS, MAX_M,
