@@ -100,6 +100,9 @@ fn pct(mut ns: Vec<u64>, p: f64) -> f64 {
 
 /// Flat vs graph vs hnsw_rs at each segment size; recall@1 of each vs brute force, to stderr.
 fn bench_crossover(c: &mut Criterion) {
+    if std::env::var("CACHE_BENCH_SEGMENTS").is_ok_and(|v| v == "0") {
+        return;
+    }
     let mut g = c.benchmark_group("segment");
     g.sample_size(20);
     let p = IndexParams::new(DIMS);
@@ -197,10 +200,10 @@ fn bench_lookup(c: &mut Criterion) {
     g.sample_size(20);
     // (label, partitions, generations, hnsw_min_entries, ef_search)
     let configs = [
-        ("one_partition_g4_ef16", 1usize, 4usize, 8_192usize, 16usize),
-        ("one_partition_flat", 1, 4, usize::MAX, 16),
-        ("100_partitions", 100, 4, 8_192, 16),
-        ("1000_partitions", 1_000, 4, 8_192, 16),
+        ("one_partition_g4", 1usize, 4usize, 8_192usize, 32usize),
+        ("one_partition_flat", 1, 4, usize::MAX, 32),
+        ("100_partitions", 100, 4, 8_192, 32),
+        ("1000_partitions", 1_000, 4, 8_192, 32),
     ];
     for (label, parts, gens, hnsw_min_entries, ef_search) in configs {
         let p = IndexParams {
@@ -220,39 +223,49 @@ fn bench_lookup(c: &mut Criterion) {
             s.generations,
             s.memory_bytes as f64 / s.entries as f64,
         );
-        let mut ns = Vec::with_capacity(qs.len());
-        let mut ok = 0;
-        for (q, planted) in &qs {
-            let part = (*planted % parts) as u128;
-            let t = Instant::now();
-            let hit = cache.lookup_semantic(part, q, 0.0, NOW, &mut |_| true);
-            ns.push(t.elapsed().as_nanos() as u64);
-            ok += usize::from(hit.is_some_and(|h| h.entry.text.parse() == Ok(*planted)));
-        }
-        // Brute force over the query's partition, for the first 300 queries.
-        let sub = &qs[..qs.len().min(300)];
-        let agree = sub
-            .iter()
-            .filter(|(q, planted)| {
-                let part = *planted % parts;
-                let mut best = (f32::NEG_INFINITY, 0);
-                for (i, v) in vs.iter().enumerate().take(n).skip(part).step_by(parts) {
-                    let s = similarity(q.as_slice(), v.as_slice());
-                    if s > best.0 {
-                        best = (s, i);
+        // Graph beams to report: the default, plus 16 and 48 where there are graphs.
+        let efs: &[usize] = if parts == 1 && hnsw_min_entries < n {
+            &[16, 32, 48]
+        } else {
+            &[ef]
+        };
+        for &ef in efs {
+            cache.set_ef_search(ef);
+            let mut ns = Vec::with_capacity(qs.len());
+            let mut ok = 0;
+            for (q, planted) in &qs {
+                let part = (*planted % parts) as u128;
+                let t = Instant::now();
+                let hit = cache.lookup_semantic(part, q, 0.0, NOW, &mut |_| true);
+                ns.push(t.elapsed().as_nanos() as u64);
+                ok += usize::from(hit.is_some_and(|h| h.entry.text.parse() == Ok(*planted)));
+            }
+            // Brute force over the query's partition, for the first 300 queries.
+            let sub = &qs[..qs.len().min(300)];
+            let agree = sub
+                .iter()
+                .filter(|(q, planted)| {
+                    let part = *planted % parts;
+                    let mut best = (f32::NEG_INFINITY, 0);
+                    for (i, v) in vs.iter().enumerate().take(n).skip(part).step_by(parts) {
+                        let s = similarity(q.as_slice(), v.as_slice());
+                        if s > best.0 {
+                            best = (s, i);
+                        }
                     }
-                }
-                let hit = cache.lookup_semantic(part as u128, q, 0.0, NOW, &mut |_| true);
-                hit.is_some_and(|h| h.entry.text.parse() == Ok(best.1))
-            })
-            .count();
-        eprintln!(
-            "{label}: ef={ef} p50 {:.1} µs p99 {:.1} µs, recall@1 planted {:.3}, vs brute force {:.3}",
-            pct(ns.clone(), 0.5),
-            pct(ns, 0.99),
-            ok as f64 / qs.len() as f64,
-            agree as f64 / sub.len() as f64
-        );
+                    let hit = cache.lookup_semantic(part as u128, q, 0.0, NOW, &mut |_| true);
+                    hit.is_some_and(|h| h.entry.text.parse() == Ok(best.1))
+                })
+                .count();
+            eprintln!(
+                "{label}: ef={ef} p50 {:.1} µs p99 {:.1} µs, recall@1 planted {:.3}, vs brute force {:.3}",
+                pct(ns.clone(), 0.5),
+                pct(ns, 0.99),
+                ok as f64 / qs.len() as f64,
+                agree as f64 / sub.len() as f64
+            );
+        }
+        cache.set_ef_search(ef);
         let mut i = 0;
         g.bench_function(label, |b| {
             b.iter(|| {

@@ -145,9 +145,10 @@ impl IndexParams {
 /// against 2 KiB rows read at random). A graph also costs the indexer ~1–2 ms per row to build.
 pub const DEFAULT_HNSW_MIN_ENTRIES: usize = 8_192;
 
-/// Default beam width of a graph search: recall@1 on planted near-duplicates was 1.000 up to 16k
-/// rows and 0.996 at 32k with 16 (0.998 with 32, at 1.6× the time).
-pub const DEFAULT_EF_SEARCH: usize = 16;
+/// Default beam width of a graph search. The cache walks graphs on sign codes (`graph.rs`), whose
+/// coarse distances need a wider beam than f32 ones: recall@1 on planted near-duplicates at 32k
+/// rows was 0.924 at ef 16 and 0.988 at ef 32 (f32 walk: 0.996 / 0.998), BENCHMARKS.md.
+pub const DEFAULT_EF_SEARCH: usize = 32;
 
 #[cfg(test)]
 mod tests {

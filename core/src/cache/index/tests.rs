@@ -91,6 +91,12 @@ fn exact_self_match_is_one_not_above_and_duplicates_never_crash() {
     }
     assert_eq!(cache.apply_pending(T0), Some(600));
     assert_eq!(cache.stats().build_backlog, 0);
+    // The beam width can change while serving; 0 is clamped to 1 and still finds the duplicate.
+    cache.set_ef_search(0);
+    assert!(cache.lookup_semantic(1, &dup, 0.99, T0, &mut yes).is_some());
+    cache.set_ef_search(usize::MAX);
+    assert!(cache.lookup_semantic(1, &dup, 0.99, T0, &mut yes).is_some());
+    cache.set_ef_search(32);
     for _ in 0..1_000 {
         let hit = cache.lookup_semantic(1, &dup, 0.99, T0, &mut yes).unwrap();
         assert!(
