@@ -14,7 +14,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aigw_core::cache::index::{similarity, unit, Cache, IndexParams, Segment, StoreJob, Unit};
+use aigw_core::cache::index::{
+    similarity, unit, Cache, IndexParams, Segment, StoreJob, Traverse, Unit,
+};
 use aigw_core::cache::Entry;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
@@ -98,6 +100,9 @@ fn pct(mut ns: Vec<u64>, p: f64) -> f64 {
 
 /// Flat vs graph vs hnsw_rs at each segment size; recall@1 of each vs brute force, to stderr.
 fn bench_crossover(c: &mut Criterion) {
+    if std::env::var("CACHE_BENCH_SEGMENTS").is_ok_and(|v| v == "0") {
+        return;
+    }
     let mut g = c.benchmark_group("segment");
     g.sample_size(20);
     let p = IndexParams::new(DIMS);
@@ -110,9 +115,14 @@ fn bench_crossover(c: &mut Criterion) {
         let rf = recall(&qs, &truth, |q| seg.search_flat(q).map(|h| h.0));
         eprintln!("segment n={n}: recall@1 flat (sign-code prefilter) {rf:.3}");
         for ef in [16usize, 32] {
-            let rg = recall(&qs, &truth, |q| seg.search_graph(q, ef).map(|h| h.0));
+            let rg = recall(&qs, &truth, |q| {
+                seg.search_graph(q, ef, Traverse::Exact).map(|h| h.0)
+            });
+            let rc = recall(&qs, &truth, |q| {
+                seg.search_graph(q, ef, Traverse::Codes).map(|h| h.0)
+            });
             let rh = recall(&qs, &truth, |q| seg.search_hnsw_rs(q, ef).map(|h| h.0));
-            eprintln!("segment n={n} ef={ef}: recall@1 graph {rg:.3} hnsw_rs {rh:.3}");
+            eprintln!("segment n={n} ef={ef}: recall@1 graph {rg:.3} graph on codes {rc:.3} hnsw_rs {rh:.3}");
         }
         eprintln!(
             "segment n={n}: build {:.0} inserts/s, {:.0} B/row",
@@ -131,10 +141,16 @@ fn bench_crossover(c: &mut Criterion) {
             b.iter(|| black_box(seg.search_exact(next())))
         });
         g.bench_with_input(BenchmarkId::new("graph_ef16", n), &n, |b, _| {
-            b.iter(|| black_box(seg.search_graph(next(), 16)))
+            b.iter(|| black_box(seg.search_graph(next(), 16, Traverse::Exact)))
+        });
+        g.bench_with_input(BenchmarkId::new("graph_codes_ef16", n), &n, |b, _| {
+            b.iter(|| black_box(seg.search_graph(next(), 16, Traverse::Codes)))
+        });
+        g.bench_with_input(BenchmarkId::new("graph_codes_ef32", n), &n, |b, _| {
+            b.iter(|| black_box(seg.search_graph(next(), 32, Traverse::Codes)))
         });
         g.bench_with_input(BenchmarkId::new("graph_ef32", n), &n, |b, _| {
-            b.iter(|| black_box(seg.search_graph(next(), 32)))
+            b.iter(|| black_box(seg.search_graph(next(), 32, Traverse::Exact)))
         });
         g.bench_with_input(BenchmarkId::new("hnsw_rs_ef32", n), &n, |b, _| {
             b.iter(|| black_box(seg.search_hnsw_rs(next(), 32)))
@@ -184,10 +200,10 @@ fn bench_lookup(c: &mut Criterion) {
     g.sample_size(20);
     // (label, partitions, generations, hnsw_min_entries, ef_search)
     let configs = [
-        ("one_partition_g4_ef16", 1usize, 4usize, 2_048usize, 16usize),
-        ("one_partition_flat", 1, 4, usize::MAX, 16),
-        ("100_partitions", 100, 4, 2_048, 16),
-        ("1000_partitions", 1_000, 4, 2_048, 16),
+        ("one_partition_g4", 1usize, 4usize, 8_192usize, 32usize),
+        ("one_partition_flat", 1, 4, usize::MAX, 32),
+        ("100_partitions", 100, 4, 8_192, 32),
+        ("1000_partitions", 1_000, 4, 8_192, 32),
     ];
     for (label, parts, gens, hnsw_min_entries, ef_search) in configs {
         let p = IndexParams {
@@ -207,39 +223,49 @@ fn bench_lookup(c: &mut Criterion) {
             s.generations,
             s.memory_bytes as f64 / s.entries as f64,
         );
-        let mut ns = Vec::with_capacity(qs.len());
-        let mut ok = 0;
-        for (q, planted) in &qs {
-            let part = (*planted % parts) as u128;
-            let t = Instant::now();
-            let hit = cache.lookup_semantic(part, q, 0.0, NOW, &mut |_| true);
-            ns.push(t.elapsed().as_nanos() as u64);
-            ok += usize::from(hit.is_some_and(|h| h.entry.text.parse() == Ok(*planted)));
-        }
-        // Brute force over the query's partition, for the first 300 queries.
-        let sub = &qs[..qs.len().min(300)];
-        let agree = sub
-            .iter()
-            .filter(|(q, planted)| {
-                let part = *planted % parts;
-                let mut best = (f32::NEG_INFINITY, 0);
-                for (i, v) in vs.iter().enumerate().take(n).skip(part).step_by(parts) {
-                    let s = similarity(q.as_slice(), v.as_slice());
-                    if s > best.0 {
-                        best = (s, i);
+        // Graph beams to report: the default, plus 16 and 48 where there are graphs.
+        let efs: &[usize] = if parts == 1 && hnsw_min_entries < n {
+            &[16, 32, 48]
+        } else {
+            &[ef]
+        };
+        for &ef in efs {
+            cache.set_ef_search(ef);
+            let mut ns = Vec::with_capacity(qs.len());
+            let mut ok = 0;
+            for (q, planted) in &qs {
+                let part = (*planted % parts) as u128;
+                let t = Instant::now();
+                let hit = cache.lookup_semantic(part, q, 0.0, NOW, &mut |_| true);
+                ns.push(t.elapsed().as_nanos() as u64);
+                ok += usize::from(hit.is_some_and(|h| h.entry.text.parse() == Ok(*planted)));
+            }
+            // Brute force over the query's partition, for the first 300 queries.
+            let sub = &qs[..qs.len().min(300)];
+            let agree = sub
+                .iter()
+                .filter(|(q, planted)| {
+                    let part = *planted % parts;
+                    let mut best = (f32::NEG_INFINITY, 0);
+                    for (i, v) in vs.iter().enumerate().take(n).skip(part).step_by(parts) {
+                        let s = similarity(q.as_slice(), v.as_slice());
+                        if s > best.0 {
+                            best = (s, i);
+                        }
                     }
-                }
-                let hit = cache.lookup_semantic(part as u128, q, 0.0, NOW, &mut |_| true);
-                hit.is_some_and(|h| h.entry.text.parse() == Ok(best.1))
-            })
-            .count();
-        eprintln!(
-            "{label}: ef={ef} p50 {:.1} µs p99 {:.1} µs, recall@1 planted {:.3}, vs brute force {:.3}",
-            pct(ns.clone(), 0.5),
-            pct(ns, 0.99),
-            ok as f64 / qs.len() as f64,
-            agree as f64 / sub.len() as f64
-        );
+                    let hit = cache.lookup_semantic(part as u128, q, 0.0, NOW, &mut |_| true);
+                    hit.is_some_and(|h| h.entry.text.parse() == Ok(best.1))
+                })
+                .count();
+            eprintln!(
+                "{label}: ef={ef} p50 {:.1} µs p99 {:.1} µs, recall@1 planted {:.3}, vs brute force {:.3}",
+                pct(ns.clone(), 0.5),
+                pct(ns, 0.99),
+                ok as f64 / qs.len() as f64,
+                agree as f64 / sub.len() as f64
+            );
+        }
+        cache.set_ef_search(ef);
         let mut i = 0;
         g.bench_function(label, |b| {
             b.iter(|| {

@@ -1,9 +1,10 @@
 //! Sign codes: one bit per dimension (64 bytes for a 512-d vector), the prefilter of the flat scan.
 //!
-//! On this VM a flat scan of f32 rows that are not in cache is memory-bound (~170–340 ns per 2 KiB
-//! row, BENCHMARKS.md); the Hamming distance of two 512-bit codes costs ~10–20 ns. So a long scan ranks
+//! On this VM a flat scan of f32 rows that are not in cache is memory-bound (0.3–0.8 µs per 2 KiB
+//! row at 16–32k rows, BENCHMARKS.md); the Hamming distance of two 512-bit codes costs ~10–20 ns. So a long scan ranks
 //! every row by its code, keeps the [`RERANK`] nearest, and computes the exact f32 similarity of those
 //! only: the similarity reported is always exact, the prefilter only decides which rows get that far.
+//! Graph searches walk on the same codes (`graph.rs`).
 //! The angle between two vectors is `π · hamming / dims` in expectation (sign random projection on
 //! the coordinate axes), so a near-duplicate (cosine ≥ 0.9, ≤ 26°) sits ~60 bits away at 512-d while
 //! unrelated rows sit ~150–256 bits away; a recall test and the bench's recall guard the choice.

@@ -3,7 +3,7 @@
 //! `Mutex` (the indexer's state, when no indexer thread owns it) is taken by the indexer thread or by
 //! [`Cache::apply_pending`], never by a lookup or a submit.
 
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::{JoinHandle, Thread};
 
@@ -15,7 +15,7 @@ use super::bits::Query;
 use super::flat::TopK;
 use super::generation::PartitionView;
 use super::indexer::{self, Indexer};
-use super::params::IndexParams;
+use super::params::{IndexParams, MAX_EF};
 use super::stats::{CacheStats, Counters};
 use super::vector::Unit;
 use crate::cache::Entry;
@@ -60,6 +60,8 @@ pub(crate) struct Queued {
 /// The semantic cache's index, shared by every core as `Arc<Cache>`.
 pub struct Cache {
     pub(crate) p: IndexParams,
+    /// `p.ef_search`, changeable while serving ([`Cache::set_ef_search`]).
+    ef_search: AtomicUsize,
     pub(crate) exact: SkipMap<u128, ExactSlot>,
     pub(crate) registry: SkipMap<u128, ArcSwap<PartitionView>>,
     pub(crate) queues: Box<[ArrayQueue<Queued>]>,
@@ -99,13 +101,20 @@ impl Cache {
             thread: OnceLock::new(),
             sleeping: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            ef_search: AtomicUsize::new(p.ef_search),
             p,
         })
     }
 
-    /// The parameters in force (after clamping).
+    /// The parameters it was built with (after clamping; `ef_search` as at creation).
     pub fn params(&self) -> &IndexParams {
         &self.p
+    }
+
+    /// Changes the graph search's beam width for the next lookups (clamped to `1..=MAX_EF`): a
+    /// reload can retune recall against latency without rebuilding the index.
+    pub fn set_ef_search(&self, ef: usize) {
+        self.ef_search.store(ef.clamp(1, MAX_EF), Ordering::Relaxed);
     }
 
     /// The entry stored under `key`, if it is live at `now_ms` and not flushed. Lock-free (a skiplist
@@ -142,13 +151,14 @@ impl Cache {
         let mut best: Option<Hit> = None;
         let mut top = TopK::new(SEARCH_K, min_similarity);
         let query = Query::new(q.as_slice());
+        let ef = self.ef_search.load(Ordering::Relaxed);
         for g in &view.gens {
             if g.epoch != epoch || g.max_expires_ms < now_ms {
                 continue;
             }
             // Later generations only matter if they beat what is already found (ties: newer wins).
             top.reset(best.as_ref().map_or(min_similarity, |b| b.similarity));
-            g.search(&query, self.p.ef_search, &mut top);
+            g.search(&query, ef, &mut top);
             for (sim, row) in top.iter() {
                 if best.as_ref().is_some_and(|b| sim <= b.similarity) {
                     break;

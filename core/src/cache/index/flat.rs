@@ -43,6 +43,12 @@ impl Chunk {
         self.data.get(i * dims..(i + 1) * dims)
     }
 
+    /// Row `i`'s sign code (`words` wide), if it exists.
+    #[inline]
+    pub(crate) fn code(&self, i: usize, words: usize) -> Option<&[u64]> {
+        self.codes.get(i * words..(i + 1) * words)
+    }
+
     /// Row `i`'s entry, if it exists.
     #[inline]
     pub(crate) fn entry(&self, i: usize) -> Option<&Arc<Entry>> {
@@ -94,6 +100,12 @@ pub(crate) fn append(chunks: &mut Vec<Arc<Chunk>>, dims: usize, rows: Vec<(Unit,
 #[inline]
 pub(crate) fn row(chunks: &[Arc<Chunk>], r: usize, dims: usize) -> Option<&[f32]> {
     chunks.get(r / CHUNK_ROWS)?.row(r % CHUNK_ROWS, dims)
+}
+
+/// Row `r`'s sign code in a chunk list.
+#[inline]
+pub(crate) fn code(chunks: &[Arc<Chunk>], r: usize, words: usize) -> Option<&[u64]> {
+    chunks.get(r / CHUNK_ROWS)?.code(r % CHUNK_ROWS, words)
 }
 
 /// Row `r`'s entry in a chunk list.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::bits::Query;
 use super::flat::{self, Chunk, TopK};
-use super::graph::Graph;
+use super::graph::{Graph, CACHE_TRAVERSE};
 use super::hnsw::Builder;
 use super::vector::Unit;
 use crate::cache::Entry;
@@ -38,7 +38,7 @@ impl GenView {
     pub(crate) fn search(&self, q: &Query, ef: usize, top: &mut TopK) {
         let covered = match &self.graph {
             Some(g) => {
-                g.search(q.v, ef, top);
+                g.search(q, ef, CACHE_TRAVERSE, top);
                 g.n
             }
             None => 0,

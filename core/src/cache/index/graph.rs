@@ -12,7 +12,8 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
-use super::flat::{row, Chunk, TopK};
+use super::bits::{self, Query};
+use super::flat::{self, row, Chunk, TopK};
 use super::vector::dot;
 
 /// One upper layer: the rows present there (sorted) and their links.
@@ -110,6 +111,19 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
+/// What a graph search compares while it walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traverse {
+    /// Exact f32 similarities at every step (2 KiB read per visited row at 512-d).
+    Exact,
+    /// Hamming distances of the sign codes (64 B per visited row at 512-d); the `ef` rows found are
+    /// then re-ranked by their exact similarity, which is what is reported.
+    Codes,
+}
+
+/// How the cache walks its graphs (the benchmarks measure both; BENCHMARKS.md).
+pub(crate) const CACHE_TRAVERSE: Traverse = Traverse::Codes;
+
 impl Graph {
     #[inline]
     fn sim(&self, q: &[f32], id: u32) -> f32 {
@@ -119,21 +133,47 @@ impl Graph {
         }
     }
 
-    /// Searches for `q`'s nearest rows with a beam of `ef` on layer 0, offering them to `top`.
-    pub(crate) fn search(&self, q: &[f32], ef: usize, top: &mut TopK) {
+    /// Searches for `q`'s nearest rows with a beam of `ef` on layer 0, offering them to `top` with
+    /// their exact similarity.
+    pub(crate) fn search(&self, q: &Query, ef: usize, how: Traverse, top: &mut TopK) {
         if self.n == 0 {
             return;
         }
+        let words = bits::words(self.dims);
+        let code = q.code();
+        match how {
+            Traverse::Exact => self.walk(|id| self.sim(q.v, id), ef, top, |_, s| s),
+            // Higher is better for the walk: the negated distance.
+            Traverse::Codes => self.walk(
+                |id| match flat::code(&self.chunks, id as usize, words) {
+                    Some(c) => -(bits::hamming(code, c) as f32),
+                    None => f32::NEG_INFINITY,
+                },
+                ef,
+                top,
+                |id, _| self.sim(q.v, id),
+            ),
+        }
+    }
+
+    /// The walk: greedy descent through the upper layers by `score`, then a beam of `ef` on layer 0;
+    /// each row of the beam goes to `top` with the similarity `exact(row, score)` gives.
+    fn walk(
+        &self,
+        score: impl Fn(u32) -> f32,
+        ef: usize,
+        top: &mut TopK,
+        exact: impl Fn(u32, f32) -> f32,
+    ) {
         let mut ep = self.entry;
-        let mut ep_sim = self.sim(q, ep);
-        // Greedy descent through the upper layers.
+        let mut ep_score = score(ep);
         for layer in self.upper.iter().rev() {
             loop {
                 let mut moved = false;
                 for &nb in layer.links(ep) {
-                    let s = self.sim(q, nb);
-                    if s > ep_sim {
-                        (ep, ep_sim, moved) = (nb, s, true);
+                    let s = score(nb);
+                    if s > ep_score {
+                        (ep, ep_score, moved) = (nb, s, true);
                     }
                 }
                 if !moved {
@@ -142,7 +182,12 @@ impl Graph {
             }
         }
         let ef = ef.max(top.k());
-        let mut run = |s: &mut Scratch| self.beam(q, ef, Cand(ep_sim, ep), s, top);
+        let mut run = |s: &mut Scratch| {
+            self.beam(&score, ef, Cand(ep_score, ep), s);
+            for Reverse(Cand(sc, id)) in s.best.drain() {
+                top.push(exact(id, sc), id);
+            }
+        };
         // A re-entrant call (impossible today: nothing calls back out during a search) would find the
         // scratch borrowed; it then pays for a fresh one instead of panicking.
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
@@ -151,7 +196,8 @@ impl Graph {
         });
     }
 
-    fn beam(&self, q: &[f32], ef: usize, start: Cand, s: &mut Scratch, top: &mut TopK) {
+    /// Layer 0: the `ef` best rows by `score` reachable from `start`, left in `s.best`.
+    fn beam(&self, score: &impl Fn(u32) -> f32, ef: usize, start: Cand, s: &mut Scratch) {
         s.begin(self.n);
         s.visit(start.1);
         s.cands.push(start);
@@ -166,19 +212,16 @@ impl Graph {
                 if !s.visit(nb) {
                     continue;
                 }
-                let sim = self.sim(q, nb);
+                let sc = score(nb);
                 let worst = s.best.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0);
-                if s.best.len() < ef || sim > worst {
-                    s.cands.push(Cand(sim, nb));
-                    s.best.push(Reverse(Cand(sim, nb)));
+                if s.best.len() < ef || sc > worst {
+                    s.cands.push(Cand(sc, nb));
+                    s.best.push(Reverse(Cand(sc, nb)));
                     if s.best.len() > ef {
                         s.best.pop();
                     }
                 }
             }
-        }
-        for Reverse(Cand(sim, id)) in s.best.drain() {
-            top.push(sim, id);
         }
     }
 

@@ -200,7 +200,7 @@ impl Indexer {
             return;
         };
         let mut g = gens.remove(i);
-        self.total -= g.entries;
+        self.total = self.total.saturating_sub(g.entries);
         self.mem = self.mem.saturating_sub(g.mem_counted);
         c.counters.evicted(reason, g.entries);
         for (k, e) in &g.exact {

@@ -7,7 +7,8 @@
 //!   `SkipMap<u128, ArcSwap<PartitionView>>`), loads the partition's published generations (newest
 //!   first), and searches each: a flat scan of contiguous chunks for small ones (rows ranked by a
 //!   one-bit-per-dimension sign code, the 32 nearest re-ranked by their exact f32 similarity), a
-//!   frozen HNSW graph (plus a scan of the rows it does not cover yet) for big ones. Expired, flushed and
+//!   frozen HNSW graph walked on the same codes, its beam re-ranked exactly (plus a scan of the rows
+//!   it does not cover yet), for big ones. Every similarity handed out is the exact f32 one. Expired, flushed and
 //!   `accept`-rejected candidates are skipped; the best one at or above the threshold wins.
 //! - **Stores (any core, never blocking):** [`Cache::submit`] pushes onto the core's own bounded
 //!   `crossbeam::queue::ArrayQueue`; a full queue drops the job and counts it.
@@ -25,8 +26,9 @@
 //!
 //! # hnsw_rs
 //! hnsw_rs builds the graphs, privately, on the indexer thread; readers search a frozen copy of the
-//! links (`graph.rs`), which was measured faster than hnsw_rs's own search, which takes parking_lot
-//! read locks and allocates per call (BENCHMARKS.md). Its hazards are fenced: every vector is a
+//! links (`graph.rs`). hnsw_rs's own search would be safe on a graph nobody writes any more (it only
+//! takes parking_lot read locks then), but it allocates per call and was measured 2–4.5× slower than
+//! the frozen copy on the same graph (BENCHMARKS.md), so the lookup path never calls it. Its hazards are fenced: every vector is a
 //! validated [`Unit`], the distance is our clamped dot (never NaN, never negative), its parameters are
 //! clamped before `Hnsw::new`, and its `Drop` (rayon) runs on a private one-thread pool of the indexer.
 
@@ -48,6 +50,7 @@ mod tests;
 mod tests_lifecycle;
 
 pub use cache::{Cache, Hit, StoreJob, SEARCH_K};
+pub use graph::Traverse;
 pub use params::{
     IndexParams, ParamsError, DEFAULT_EF_SEARCH, DEFAULT_HNSW_MIN_ENTRIES, MAX_EF, MAX_ENTRIES,
     MAX_GENERATIONS, MAX_M,

@@ -138,16 +138,17 @@ impl IndexParams {
     }
 }
 
-/// Default crossover: below this a flat scan of a generation (sign-code prefilter, exact re-rank of
-/// 32) beats a frozen-graph search at `ef_search` 16. Measured at 512-d on 2 shared vCPUs, in cache:
-/// flat 99 µs vs graph 128 µs at 4,096 rows, 320 µs vs 148 µs at 16,384 (BENCHMARKS.md, "Semantic
-/// cache index"); rows not in cache favour the flat scan further (64-byte codes read in order
-/// against 2 KiB rows read at random). A graph also costs the indexer ~1–2 ms per row to build.
-pub const DEFAULT_HNSW_MIN_ENTRIES: usize = 8_192;
+/// Default size at which a generation gets a graph. Measured at 512-d on 2 shared vCPUs, in cache
+/// (BENCHMARKS.md, "Semantic cache index"): the flat scan (sign-code prefilter, exact re-rank of
+/// 32) took 30 µs at 1,024 rows and 76 µs at 4,096; the graph walked on codes at ef 32 took 57 µs
+/// and 45 µs. They cross near 2k; at 4,096 the graph clearly wins, and below it a graph would not
+/// pay for its build (~1–2 ms of indexer time per row).
+pub const DEFAULT_HNSW_MIN_ENTRIES: usize = 4_096;
 
-/// Default beam width of a graph search: recall@1 on planted near-duplicates was 1.000 up to 16k
-/// rows and 0.996 at 32k with 16 (0.998 with 32, at 1.6× the time).
-pub const DEFAULT_EF_SEARCH: usize = 16;
+/// Default beam width of a graph search. The cache walks graphs on sign codes (`graph.rs`), whose
+/// coarse distances need a wider beam than f32 ones: recall@1 on planted near-duplicates at 32k
+/// rows was 0.924 at ef 16 and 0.988 at ef 32 (f32 walk: 0.996 / 0.998), BENCHMARKS.md.
+pub const DEFAULT_EF_SEARCH: usize = 32;
 
 #[cfg(test)]
 mod tests {

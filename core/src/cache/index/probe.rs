@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::bits::Query;
 use super::flat::{self, Chunk, TopK};
-use super::graph::Graph;
+use super::graph::{Graph, Traverse};
 use super::hnsw::Builder;
 use super::params::IndexParams;
 use super::vector::Unit;
@@ -99,10 +99,12 @@ impl Segment {
         best(&top)
     }
 
-    /// The best row through the frozen graph with beam `ef` (`None` without a graph).
-    pub fn search_graph(&self, q: &Unit, ef: usize) -> Option<(usize, f32)> {
+    /// The best row through the frozen graph with beam `ef`, walking by `how` (`None` without a
+    /// graph).
+    pub fn search_graph(&self, q: &Unit, ef: usize, how: Traverse) -> Option<(usize, f32)> {
         let mut top = TopK::new(1, -1.0);
-        self.graph.as_ref()?.search(q.as_slice(), ef, &mut top);
+        let query = Query::new(q.as_slice());
+        self.graph.as_ref()?.search(&query, ef, how, &mut top);
         best(&top)
     }
 

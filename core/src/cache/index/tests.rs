@@ -91,6 +91,12 @@ fn exact_self_match_is_one_not_above_and_duplicates_never_crash() {
     }
     assert_eq!(cache.apply_pending(T0), Some(600));
     assert_eq!(cache.stats().build_backlog, 0);
+    // The beam width can change while serving; 0 is clamped to 1 and still finds the duplicate.
+    cache.set_ef_search(0);
+    assert!(cache.lookup_semantic(1, &dup, 0.99, T0, &mut yes).is_some());
+    cache.set_ef_search(usize::MAX);
+    assert!(cache.lookup_semantic(1, &dup, 0.99, T0, &mut yes).is_some());
+    cache.set_ef_search(32);
     for _ in 0..1_000 {
         let hit = cache.lookup_semantic(1, &dup, 0.99, T0, &mut yes).unwrap();
         assert!(
@@ -211,20 +217,26 @@ fn graph_and_hnsw_rs_search_agree_with_flat_on_a_segment() {
     let vs: Vec<Unit> = (0..1_000).map(|_| rng.unit(dims)).collect();
     let seg = Segment::build(&IndexParams::new(dims), &vs, true);
     assert_eq!(seg.len(), 1_000);
-    let mut same = (0, 0, 0);
+    let mut same = (0, 0, 0, 0);
     for i in 0..100 {
         let q = rng.near(&vs[i * 10], 0.2);
         let exact = seg.search_exact(&q).map(|h| h.0);
-        same.0 += usize::from(seg.search_graph(&q, 32).map(|h| h.0) == exact);
+        same.0 += usize::from(seg.search_graph(&q, 32, Traverse::Exact).map(|h| h.0) == exact);
+        same.3 += usize::from(seg.search_graph(&q, 32, Traverse::Codes) == seg.search_exact(&q));
         same.1 += usize::from(seg.search_hnsw_rs(&q, 32).map(|h| h.0) == exact);
         same.2 += usize::from(seg.search_flat(&q) == seg.search_exact(&q));
-        let s = seg.search_graph(&q, 32).map_or(0.0, |h| h.1);
+        let s = seg
+            .search_graph(&q, 32, Traverse::Codes)
+            .map_or(0.0, |h| h.1);
         assert!((-1.0..=1.0).contains(&s));
     }
-    assert!(same.0 >= 95 && same.1 >= 95 && same.2 >= 95, "{same:?}");
+    assert!(
+        same.0 >= 95 && same.1 >= 95 && same.2 >= 95 && same.3 >= 95,
+        "{same:?}"
+    );
     assert!(seg.bytes_per_row() > (dims * 4) as f64);
     assert!(Segment::build(&IndexParams::new(dims), &[], true)
-        .search_graph(&vs[0], 8)
+        .search_graph(&vs[0], 8, Traverse::Codes)
         .is_none());
 }
 
