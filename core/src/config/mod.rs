@@ -9,6 +9,7 @@ mod backend;
 mod cache;
 #[cfg(test)]
 mod cache_tests;
+mod cache_types;
 mod duration;
 #[cfg(test)]
 mod error_tests;

@@ -46,8 +46,6 @@ mod vector;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_lifecycle;
 
 pub use cache::{Cache, Hit, StoreJob, SEARCH_K};
 pub use graph::Traverse;

@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::tests::{entry, job, params, Rng, T0};
-use super::*;
+use super::super::*;
+use super::{entry, job, params, Rng, T0};
 use crate::cache::Entry;
 
 const HOUR: u64 = 3_600_000;
@@ -88,8 +88,12 @@ fn capacity_holds_while_the_indexer_thread_runs() {
         std::thread::spawn(move || {
             let mut seen = 0u64;
             while !done.load(Ordering::Acquire) {
+                // The counter, not a walk over the partitions: a walk reads each partition's
+                // view at a different moment, so it can count one partition before an eviction
+                // and another after the store that needed it (1,001 seen, never held). The walk
+                // is checked after every step where nothing moves meanwhile, in
+                // `capacity_holds_at_every_observation_one_and_many_partitions`.
                 assert!(cache.stats().entries <= 1_000);
-                assert!(cache.visible_entries() <= 1_000);
                 seen += 1;
             }
             seen

@@ -1,5 +1,7 @@
 //! Lookups and hnsw_rs's hazards, driven synchronously through `apply_pending`.
 
+mod lifecycle;
+
 use std::sync::Arc;
 
 use super::*;
