@@ -30,8 +30,10 @@ pub fn flush(host: &CacheHost) -> Value {
         return json!({"enabled": false, "flushed": 0});
     };
     let before = live.cache.stats().entries;
-    live.cache.flush();
-    json!({"enabled": true, "flushed": before})
+    // The entries are unreachable at once; waiting (on the admin thread) for the indexer to
+    // reclaim them lets the answer and `GET /cache` agree with that.
+    let applied = live.cache.flush_and_wait(std::time::Duration::from_secs(2));
+    json!({"enabled": true, "flushed": before, "reclaimed": applied})
 }
 
 /// The cache's gauges and counters in Prometheus text (nothing without a cache).

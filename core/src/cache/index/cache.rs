@@ -66,6 +66,8 @@ pub struct Cache {
     pub(crate) registry: SkipMap<u128, ArcSwap<PartitionView>>,
     pub(crate) queues: Box<[ArrayQueue<Queued>]>,
     pub(crate) epoch: AtomicU64,
+    /// The last flush epoch the indexer has applied (its gauges then show the flush).
+    pub(crate) flushed: AtomicU64,
     pub(crate) counters: Counters,
     /// The indexer's state while no thread owns it ([`Cache::apply_pending`] drives it then).
     pub(crate) state: Mutex<Option<Indexer>>,
@@ -96,6 +98,7 @@ impl Cache {
             registry: SkipMap::new(),
             queues,
             epoch: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
             counters: Counters::default(),
             state: Mutex::new(Some(Indexer::new(0))),
             thread: OnceLock::new(),
@@ -207,6 +210,22 @@ impl Cache {
     pub fn flush(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.wake();
+    }
+
+    /// [`flush`](Self::flush), then wait up to `limit` for the indexer to apply it, so that
+    /// [`stats`](Self::stats) shows it (the entries are invisible from the flush on either way).
+    /// Returns whether it was applied in time. For the admin thread, never a core.
+    pub fn flush_and_wait(&self, limit: std::time::Duration) -> bool {
+        let target = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.wake();
+        let deadline = std::time::Instant::now() + limit;
+        while self.flushed.load(Ordering::Acquire) < target {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        true
     }
 
     /// Counters and gauges.

@@ -278,6 +278,8 @@ impl Indexer {
             p.remove();
         }
         self.epoch = epoch;
+        self.gauges(c);
+        c.flushed.fetch_max(epoch, Ordering::Release);
     }
 
     /// Inserts pending rows into builders (for `budget`, or all), freezes graphs that moved far

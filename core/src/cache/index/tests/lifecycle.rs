@@ -155,6 +155,32 @@ fn ttl_hides_on_read_and_reclaims_generations() {
     assert_eq!(cache.stats().generations, 1, "the three oldest expired");
 }
 
+/// With the indexer thread running, `flush_and_wait` returns once the stats show the flush (the
+/// admin's `DELETE /cache` answers after it, so `GET /cache` right after it agrees).
+#[test]
+fn flush_and_wait_returns_once_the_stats_show_it() {
+    let now = real_now();
+    let cache = Cache::new(small(8, 1_000));
+    let handle = cache.spawn_indexer().unwrap();
+    let mut rng = Rng(41);
+    for i in 0..50u128 {
+        assert!(cache.submit(
+            0,
+            job(i % 5, Some(i), Some(rng.unit(8)), entry("x", now, HOUR))
+        ));
+    }
+    assert!(wait_until(|| cache.stats().entries == 50));
+    assert!(cache.flush_and_wait(Duration::from_secs(10)));
+    let s = cache.stats();
+    assert_eq!(
+        (s.entries, s.partitions, s.evictions.flush),
+        (0, 0, 50),
+        "{s:?}"
+    );
+    cache.stop();
+    handle.join().unwrap();
+}
+
 #[test]
 fn flush_is_immediate_counts_and_drops_queued_stores() {
     let cache = Cache::new(small(8, 1_000));
