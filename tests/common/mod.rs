@@ -525,6 +525,30 @@ pub fn sdk_python() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// Run `tests/sdk/SCRIPT` with the SDK's Python and `args`; it must exit 0, print "all ok" and
+/// exactly `oks` lines starting "ok ". Returns its stdout.
+pub fn run_sdk_script(script: &str, args: &[String], oks: usize) -> String {
+    let python = sdk_python();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/sdk")
+        .join(script);
+    let out = Command::new(&python)
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("run the SDK script");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("all ok"), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        oks,
+        "{stdout}"
+    );
+    stdout
+}
+
 /// A running `aigw mock --listen ADDR ARGS...`.
 pub struct MockProc {
     pub proc: Proc,
