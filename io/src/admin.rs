@@ -90,15 +90,7 @@ impl Service for Admin {
                 send_response(conn, 200, &[], "text/plain; version=0.0.4", text.as_bytes()).await
             }
             ("/backends", true) => {
-                let json = self.health.report(&self.control.config.load()).0;
-                send_response(
-                    conn,
-                    200,
-                    &[],
-                    "application/json",
-                    json.to_string().as_bytes(),
-                )
-                .await
+                send_json(conn, &self.health.report(&self.control.config.load()).0).await
             }
             ("/reload", false) if req.head.is_method("POST") => match self.control.reload() {
                 Ok((generation, notes)) => {
@@ -124,26 +116,10 @@ impl Service for Admin {
                 }
             },
             ("/cache", true) => {
-                let json = crate::cache::admin::stats(&self.control.cache);
-                send_response(
-                    conn,
-                    200,
-                    &[],
-                    "application/json",
-                    json.to_string().as_bytes(),
-                )
-                .await
+                send_json(conn, &crate::cache::admin::stats(&self.control.cache)).await
             }
             ("/cache", false) if req.head.is_method("DELETE") => {
-                let json = crate::cache::admin::flush(&self.control.cache);
-                send_response(
-                    conn,
-                    200,
-                    &[],
-                    "application/json",
-                    json.to_string().as_bytes(),
-                )
-                .await
+                send_json(conn, &crate::cache::admin::flush(&self.control.cache).await).await
             }
             ("/", true) => {
                 let index = serde_json::json!({
@@ -181,4 +157,19 @@ impl Service for Admin {
             }
         }
     }
+}
+
+/// A 200 with `value` as its JSON body.
+async fn send_json<S: AsyncReadRent + AsyncWriteRent>(
+    conn: &mut Conn<S>,
+    value: &serde_json::Value,
+) -> bool {
+    send_response(
+        conn,
+        200,
+        &[],
+        "application/json",
+        value.to_string().as_bytes(),
+    )
+    .await
 }

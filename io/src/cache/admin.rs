@@ -24,16 +24,23 @@ pub fn stats(host: &CacheHost) -> Value {
     })
 }
 
-/// `DELETE /cache`: every entry stored so far is unreachable at once (the indexer frees them).
-pub fn flush(host: &CacheHost) -> Value {
+/// Longest `DELETE /cache` waits for the indexer to reclaim what it flushed.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `DELETE /cache`: every entry stored so far is unreachable at once. The answer waits (without
+/// blocking the admin thread) until the indexer has reclaimed them, so that it and a `GET /cache`
+/// right after it agree; `reclaimed` is false if that took longer than two seconds.
+pub async fn flush(host: &CacheHost) -> Value {
     let Some(live) = host.live() else {
         return json!({"enabled": false, "flushed": 0});
     };
     let before = live.cache.stats().entries;
-    // The entries are unreachable at once; waiting (on the admin thread) for the indexer to
-    // reclaim them lets the answer and `GET /cache` agree with that.
-    let applied = live.cache.flush_and_wait(std::time::Duration::from_secs(2));
-    json!({"enabled": true, "flushed": before, "reclaimed": applied})
+    let n = live.cache.flush();
+    let deadline = std::time::Instant::now() + FLUSH_WAIT;
+    while !live.cache.flush_applied(n) && std::time::Instant::now() < deadline {
+        monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    json!({"enabled": true, "flushed": before, "reclaimed": live.cache.flush_applied(n)})
 }
 
 /// The cache's gauges and counters in Prometheus text (nothing without a cache).

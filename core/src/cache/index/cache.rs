@@ -207,25 +207,17 @@ impl Cache {
     }
 
     /// Makes everything stored or queued so far invisible at once; the indexer reclaims it.
-    pub fn flush(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+    /// Returns the flush's number: [`flush_applied`](Self::flush_applied) tells when the
+    /// indexer has reclaimed it (and [`stats`](Self::stats) shows it).
+    pub fn flush(&self) -> u64 {
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         self.wake();
+        epoch
     }
 
-    /// [`flush`](Self::flush), then wait up to `limit` for the indexer to apply it, so that
-    /// [`stats`](Self::stats) shows it (the entries are invisible from the flush on either way).
-    /// Returns whether it was applied in time. For the admin thread, never a core.
-    pub fn flush_and_wait(&self, limit: std::time::Duration) -> bool {
-        let target = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
-        self.wake();
-        let deadline = std::time::Instant::now() + limit;
-        while self.flushed.load(Ordering::Acquire) < target {
-            if std::time::Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        true
+    /// Has the indexer applied flush number `epoch` (or a later one)?
+    pub fn flush_applied(&self, epoch: u64) -> bool {
+        self.flushed.load(Ordering::Acquire) >= epoch
     }
 
     /// Counters and gauges.
