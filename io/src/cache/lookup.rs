@@ -29,6 +29,8 @@ pub enum Lookup {
     Hit(Served),
     /// The client hung up during the lookup: nothing to answer.
     ClientGone,
+    /// The token limits refused the request before its prompt was embedded: answer that.
+    Refused(aigw_core::error::GatewayError),
     /// Go to the backends: the answer carries `x-aigw-cache: header` (`miss`, `bypass` for a
     /// request that is not cacheable or asked `no-cache`, `error` when the embedder failed), and
     /// is stored by `plan` once complete (none when it may not be: `no-store`, not cacheable).
@@ -290,9 +292,11 @@ pub(crate) async fn run<S: crate::peer::ClientIo>(
     // The embeddings call costs money: only a request the limits admit may make one (else a
     // caller over its limits could make any number, each answered 429 after it). The
     // reservation is the request's own (`admit` keeps it); a hit hands it back unless charged.
-    if crate::pipeline::admit(ctx).is_err() {
+    // A refusal here is the request's answer: no layer is left that could serve it, and
+    // admitting it again after the lookup would only repeat the refusal's work.
+    if let Err(e) = crate::pipeline::admit(ctx) {
         ctx.shard.metrics.shared.cache_lookup.observe(t0.elapsed());
-        return forward("miss", plan);
+        return Lookup::Refused(e);
     }
     match super::embed::vector(ctx, conn, emb, &analysed.text).await {
         Ok(unit) => {

@@ -182,6 +182,7 @@ async fn run<S: ClientIo>(
     match crate::cache::lookup::run(ctx, conn).await {
         Lookup::Off => {}
         Lookup::ClientGone => return Err(GatewayError::ClientClosed),
+        Lookup::Refused(e) => return Err(e),
         Lookup::Hit(served) => match crate::cache::serve::render(&served) {
             Some(out) => {
                 ctx.rec.cache = Some(served.header);
